@@ -1,6 +1,6 @@
 module github.com/gatehouse-dev/gatehouse
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/chromedp/cdproto v0.159.0 // indirect

@@ -50,3 +50,9 @@ func (s Value) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // LogValue implements slog.LogValuer.
 func (s Value) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// UnmarshalText lets config decoders fill a Value from a scalar.
+func (s *Value) UnmarshalText(b []byte) error {
+	s.v = string(b)
+	return nil
+}

@@ -1,0 +1,305 @@
+// Package config defines Gatehouse's configuration file, loads it strictly and
+// validates it.
+//
+// Load reads YAML, expands ${ENV} references inside values, reads *_file
+// secrets, applies defaults and validates everything in one pass. Every
+// problem is reported with its field path (routes[2].upstream: ...), all at
+// once, joined with errors.Join. Validation has no side effects beyond reading
+// the files the configuration names.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Listen              string               `yaml:"listen"`
+	PublicURL           string               `yaml:"public_url"`
+	TrustedProxies      []string             `yaml:"trusted_proxies"`
+	TLS                 TLS                  `yaml:"tls"`
+	Log                 Log                  `yaml:"log"`
+	Server              Server               `yaml:"server"`
+	AuthorizationServer *AuthorizationServer `yaml:"authorization_server"`
+	OAuthAgent          *OAuthAgent          `yaml:"oauth_agent"`
+	Routes              []Route              `yaml:"routes"`
+}
+
+// TLS configures the listener's certificate. Both files or neither.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level string `yaml:"level"` // debug | info | warn | error
+}
+
+// Server configures the HTTP listener's limits.
+type Server struct {
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
+	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`
+}
+
+// AuthorizationServer names the OpenID Provider. Endpoints are discovered from
+// the issuer; any of them may be set explicitly instead.
+type AuthorizationServer struct {
+	Issuer                string   `yaml:"issuer"`
+	AuthorizationEndpoint string   `yaml:"authorization_endpoint"`
+	TokenEndpoint         string   `yaml:"token_endpoint"`
+	UserinfoEndpoint      string   `yaml:"userinfo_endpoint"`
+	EndSessionEndpoint    string   `yaml:"end_session_endpoint"`
+	RevocationEndpoint    string   `yaml:"revocation_endpoint"`
+	JWKSURI               string   `yaml:"jwks_uri"`
+	Timeout               Duration `yaml:"timeout"`
+	// InsecureAllowHTTP permits http:// URLs for a provider that is not on
+	// loopback (development setups only).
+	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
+}
+
+// OAuthAgent configures the SPA-facing OAuth Agent.
+type OAuthAgent struct {
+	BasePath              string       `yaml:"base_path"`
+	ClientID              string       `yaml:"client_id"`
+	ClientSecret          secret.Value `yaml:"client_secret"`
+	ClientSecretFile      string       `yaml:"client_secret_file"`
+	ClientAuth            ClientAuth   `yaml:"client_auth"`
+	RedirectURI           string       `yaml:"redirect_uri"`
+	PostLogoutRedirectURI string       `yaml:"post_logout_redirect_uri"`
+	Scope                 string       `yaml:"scope"`
+	TrustedWebOrigins     []string     `yaml:"trusted_web_origins"`
+	AllowedExtraParams    []string     `yaml:"allowed_extra_params"`
+	CORS                  CORS         `yaml:"cors"`
+	LoginWindow           Duration     `yaml:"login_window"`
+	RefreshReuseWindow    *Duration    `yaml:"refresh_reuse_window"`
+	Logout                Logout       `yaml:"logout"`
+	Cookie                Cookie       `yaml:"cookie"`
+}
+
+// ClientAuth selects how the agent authenticates at the token endpoint.
+type ClientAuth struct {
+	Method    string `yaml:"method"`    // client_secret_basic (default) | client_secret_post | private_key_jwt
+	KeyFile   string `yaml:"key_file"`  // private_key_jwt: PEM private key (RSA, EC P-256/384/521 or Ed25519)
+	KeyID     string `yaml:"key_id"`    // private_key_jwt: kid header; default the key's JWK thumbprint
+	Algorithm string `yaml:"algorithm"` // private_key_jwt: default RS256 / ES256 / ES384 / ES512 / EdDSA by key type
+}
+
+// CORS configures cross-origin access for the trusted web origins.
+type CORS struct {
+	Enabled *bool `yaml:"enabled"` // default true; false for same-origin deployments
+}
+
+// Logout configures the logout endpoint.
+type Logout struct {
+	SendIDTokenHint bool `yaml:"send_id_token_hint"`
+}
+
+// Cookie configures the cookies the agent writes and the proxy reads.
+type Cookie struct {
+	NamePrefix          string         `yaml:"name_prefix"`
+	Domain              string         `yaml:"domain"`
+	Path                string         `yaml:"path"`
+	InsecureHTTPCookies bool           `yaml:"insecure_http_cookies"`
+	EncryptionKeys      []secret.Value `yaml:"encryption_keys"`
+	EncryptionKeysFile  string         `yaml:"encryption_keys_file"`
+}
+
+// Route publishes an upstream API under a path prefix.
+type Route struct {
+	Name         string   `yaml:"name"`
+	Path         string   `yaml:"path"`
+	StripPrefix  bool     `yaml:"strip_prefix"`
+	Methods      []string `yaml:"methods"`
+	Upstream     string   `yaml:"upstream"`
+	Timeout      Duration `yaml:"timeout"`
+	MaxBodyBytes *int64   `yaml:"max_body_bytes"`
+	Entry        []string `yaml:"entry"`
+	Forward      string   `yaml:"forward"`
+	Websocket    bool     `yaml:"websocket"`
+}
+
+// Duration is a time.Duration written as "30s", "10m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Defaults.
+const (
+	DefaultListen             = ":8080"
+	DefaultBasePath           = "/oauth-agent"
+	DefaultScope              = "openid profile"
+	DefaultNamePrefix         = "gatehouse"
+	DefaultLoginWindow        = 10 * time.Minute
+	DefaultRefreshReuseWindow = 30 * time.Second
+	DefaultASTimeout          = 10 * time.Second
+	DefaultRouteTimeout       = 30 * time.Second
+	DefaultMaxBodyBytes       = 10 << 20
+	DefaultReadHeaderTimeout  = 10 * time.Second
+	DefaultIdleTimeout        = 120 * time.Second
+	DefaultMaxHeaderBytes     = 64 << 10
+	DefaultShutdownTimeout    = 30 * time.Second
+)
+
+// CORSEnabled reports whether CORS is on (the default).
+func (a *OAuthAgent) CORSEnabled() bool { return a.CORS.Enabled == nil || *a.CORS.Enabled }
+
+// ReuseWindow returns the refresh reuse window.
+func (a *OAuthAgent) ReuseWindow() time.Duration {
+	if a.RefreshReuseWindow == nil {
+		return DefaultRefreshReuseWindow
+	}
+	return a.RefreshReuseWindow.D()
+}
+
+// BodyLimit returns the route's body limit in bytes.
+func (r *Route) BodyLimit() int64 {
+	if r.MaxBodyBytes == nil {
+		return DefaultMaxBodyBytes
+	}
+	return *r.MaxBodyBytes
+}
+
+// FieldError is one configuration problem.
+type FieldError struct {
+	Path string // e.g. routes[2].upstream
+	Line int    // line in the file, 0 when unknown
+	Msg  string
+}
+
+func (e *FieldError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s (line %d): %s", e.Path, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+}
+
+// Warning is a problem that does not stop Gatehouse but deserves attention.
+type Warning struct {
+	Path, Msg string
+}
+
+func (w Warning) String() string { return w.Path + ": " + w.Msg }
+
+// Options are the inputs of Load besides the file.
+type Options struct {
+	// Env looks up environment variables; default os.LookupEnv.
+	Env func(string) (string, bool)
+}
+
+// Load reads, decodes and validates the configuration file at path. Relative
+// *_file paths are resolved against the file's directory.
+func Load(path string, opts Options) (*Config, []Warning, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, filepath.Dir(path), opts)
+}
+
+// Parse decodes and validates configuration data. baseDir resolves relative
+// *_file paths.
+func Parse(data []byte, baseDir string, opts Options) (*Config, []Warning, error) {
+	if opts.Env == nil {
+		opts.Env = os.LookupEnv
+	}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, nil, fmt.Errorf("config: not valid YAML: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, nil, errors.New("config: the file holds more than one YAML document")
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, nil, errors.New("config: empty file")
+	}
+	cfg := &Config{}
+	d := &decoder{env: opts.Env}
+	d.decode("", doc.Content[0], reflect.ValueOf(cfg).Elem())
+	if len(d.errs) > 0 {
+		return nil, nil, errors.Join(d.errs...)
+	}
+	v := &validator{baseDir: baseDir}
+	v.readFiles(cfg)
+	cfg.applyDefaults()
+	v.validate(cfg)
+	if len(v.errs) > 0 {
+		return nil, v.warnings, errors.Join(v.errs...)
+	}
+	return cfg, v.warnings, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Server.ReadHeaderTimeout == 0 {
+		c.Server.ReadHeaderTimeout = Duration(DefaultReadHeaderTimeout)
+	}
+	if c.Server.IdleTimeout == 0 {
+		c.Server.IdleTimeout = Duration(DefaultIdleTimeout)
+	}
+	if c.Server.MaxHeaderBytes == 0 {
+		c.Server.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.Server.ShutdownTimeout == 0 {
+		c.Server.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+	}
+	if as := c.AuthorizationServer; as != nil && as.Timeout == 0 {
+		as.Timeout = Duration(DefaultASTimeout)
+	}
+	if a := c.OAuthAgent; a != nil {
+		if a.BasePath == "" {
+			a.BasePath = DefaultBasePath
+		}
+		if a.Scope == "" {
+			a.Scope = DefaultScope
+		}
+		if a.ClientAuth.Method == "" {
+			a.ClientAuth.Method = "client_secret_basic"
+		}
+		if a.LoginWindow == 0 {
+			a.LoginWindow = Duration(DefaultLoginWindow)
+		}
+		if a.Cookie.NamePrefix == "" {
+			a.Cookie.NamePrefix = DefaultNamePrefix
+		}
+		if a.Cookie.Path == "" {
+			a.Cookie.Path = "/"
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Timeout == 0 {
+			r.Timeout = Duration(DefaultRouteTimeout)
+		}
+		if r.Forward == "" {
+			r.Forward = "access_token"
+		}
+		if r.Name == "" {
+			r.Name = r.Path
+		}
+		for j, m := range r.Methods {
+			r.Methods[j] = strings.ToUpper(m)
+		}
+	}
+}
