@@ -19,6 +19,7 @@ package jwtverify
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -164,6 +165,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if strings.Count(raw, ".") != 2 {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
+	for seg := range strings.SplitSeq(raw, ".") {
+		if !canonicalBase64(seg) {
+			return nil, fmt.Errorf("%w: segment is not canonical base64url", ErrMalformed)
+		}
+	}
 	// ParseSignedCompact checks alg against the allow-list right after
 	// decoding the header, before anything else is looked at.
 	jws, err := jose.ParseSignedCompact(raw, v.algs)
@@ -195,6 +201,32 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// canonicalBase64 reports whether seg is base64url without padding in its
+// one canonical spelling: only alphabet characters, and zero unused bits in
+// the last character. The decoder go-jose uses skips \r and \n and ignores
+// unused bits, and go-jose re-encodes header and payload to compute the
+// signing input; without this check one token would have many spellings
+// that all verify, and a deny-list or cache keyed by the token's hash could
+// be sidestepped by respelling it.
+func canonicalBase64(seg string) bool {
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	tail := len(seg) % 4
+	if tail == 0 {
+		return true
+	}
+	if tail == 1 {
+		return false
+	}
+	var buf [3]byte
+	_, err := base64.RawURLEncoding.Strict().Decode(buf[:], []byte(seg[len(seg)-tail:]))
+	return err == nil
 }
 
 // checkHeader rejects headers Gatehouse does not understand and checks typ.
