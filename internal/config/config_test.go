@@ -104,12 +104,20 @@ func TestParseErrors(t *testing.T) {
 		{"reserved extra param", func(s string) string {
 			return strings.Replace(s, `["prompt", "login_hint"]`, `["prompt", "redirect_uri", "code_challenge_method"]`, 1)
 		}, nil, []string{"allowed_extra_params[1]", "allowed_extra_params[2]", "set by Gatehouse"}},
-		{"scope without openid", func(s string) string { return strings.Replace(s, `scope: "openid profile offline_access"`, `scope: "profile"`, 1) }, nil, []string{"oauth_agent.scope", "openid"}},
+		{"scope without openid", func(s string) string {
+			return strings.Replace(s, `scope: "openid profile offline_access"`, `scope: "profile"`, 1)
+		}, nil, []string{"oauth_agent.scope", "openid"}},
 		{"unsupported entry", func(s string) string { return strings.Replace(s, `entry: ["cookie"]`, `entry: ["magic"]`, 1) }, nil, []string{"routes[0].entry[0]", `"magic"`}},
-		{"bad duration", func(s string) string { return strings.Replace(s, `    entry: ["cookie"]`, "    entry: [\"cookie\"]\n    timeout: \"soon\"", 1) }, nil, []string{"routes[0].timeout (line", "not a duration"}},
+		{"bad duration", func(s string) string {
+			return strings.Replace(s, `    entry: ["cookie"]`, "    entry: [\"cookie\"]\n    timeout: \"soon\"", 1)
+		}, nil, []string{"routes[0].timeout (line", "not a duration"}},
 		{"wrong type", func(s string) string { return strings.Replace(s, `    entry: ["cookie"]`, "    entry: \"cookie\"", 1) }, nil, []string{"routes[0].entry (line", "must be a list"}},
-		{"http public url", func(s string) string { return strings.Replace(s, "https://api.example.com", "http://api.example.com", 1) }, nil, []string{"public_url", "https"}},
-		{"http issuer", func(s string) string { return strings.Replace(s, "https://login.example.com", "http://login.example.com", 1) }, nil, []string{"authorization_server.issuer", "https"}},
+		{"http public url", func(s string) string {
+			return strings.Replace(s, "https://api.example.com", "http://api.example.com", 1)
+		}, nil, []string{"public_url", "https"}},
+		{"http issuer", func(s string) string {
+			return strings.Replace(s, "https://login.example.com", "http://login.example.com", 1)
+		}, nil, []string{"authorization_server.issuer", "https"}},
 		{"bad trusted proxy", func(s string) string { return strings.Replace(s, `"192.168.1.1"`, `"proxy.local"`, 1) }, nil, []string{"trusted_proxies[1]"}},
 		{"duplicate key", func(s string) string { return s + "listen: \":9\"\n" }, nil, []string{"listen (line", "duplicate key"}},
 		{"host prefix with domain", func(s string) string {

@@ -152,7 +152,10 @@ func (p *Provider) Discover(ctx context.Context) error {
 		return fmt.Errorf("oauthclient: discovery document names issuer %q, configured issuer is %q", md.Issuer, p.cfg.Issuer)
 	}
 	o := p.cfg.Overrides
-	for _, f := range []struct{ dst *string; src string }{
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
 		{&md.AuthorizationEndpoint, o.AuthorizationEndpoint},
 		{&md.TokenEndpoint, o.TokenEndpoint},
 		{&md.UserinfoEndpoint, o.UserinfoEndpoint},
