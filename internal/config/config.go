@@ -232,17 +232,36 @@ func Parse(data []byte, baseDir string, opts Options) (*Config, []Warning, error
 	cfg := &Config{}
 	d := &decoder{env: opts.Env}
 	d.decode("", doc.Content[0], reflect.ValueOf(cfg).Elem())
-	if len(d.errs) > 0 {
-		return nil, nil, errors.Join(d.errs...)
-	}
 	v := &validator{baseDir: baseDir}
 	v.readFiles(cfg)
 	cfg.applyDefaults()
 	v.validate(cfg)
-	if len(v.errs) > 0 {
-		return nil, v.warnings, errors.Join(v.errs...)
+	// Report decoding and validation problems together, except validation
+	// problems of fields that already failed to decode (they would only repeat
+	// them, e.g. "is required" for a value of the wrong type).
+	errs := d.errs
+	for _, e := range v.errs {
+		var fe *FieldError
+		if errors.As(e, &fe) && coveredBy(fe.Path, d.errs) {
+			continue
+		}
+		errs = append(errs, e)
+	}
+	if len(errs) > 0 {
+		return nil, v.warnings, errors.Join(errs...)
 	}
 	return cfg, v.warnings, nil
+}
+
+// coveredBy reports whether path is, or is inside, the path of one of errs.
+func coveredBy(path string, errs []error) bool {
+	for _, e := range errs {
+		var fe *FieldError
+		if errors.As(e, &fe) && (path == fe.Path || strings.HasPrefix(path, fe.Path+".") || strings.HasPrefix(path, fe.Path+"[")) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Config) applyDefaults() {
