@@ -119,7 +119,7 @@ type jwksServer struct {
 	gate    chan struct{} // when set, requests wait until it is closed
 }
 
-func newJWKSServer(t *testing.T, body []byte) *jwksServer {
+func newJWKSServer(t testing.TB, body []byte) *jwksServer {
 	t.Helper()
 	s := &jwksServer{body: body, status: http.StatusOK, release: make(chan struct{})}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -196,13 +196,13 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // fixture is a JWKS server, a fake clock and a KeySet reading from them.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *jwksServer
 	clock *fakeClock
 	keys  *KeySet
 }
 
-func newFixture(t *testing.T, body []byte, opts ...func(*KeySetConfig)) *fixture {
+func newFixture(t testing.TB, body []byte, opts ...func(*KeySetConfig)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, srv: newJWKSServer(t, body), clock: newFakeClock()}
 	cfg := KeySetConfig{

@@ -504,6 +504,37 @@ func TestKeySetStopsWaitingWhenContextEnds(t *testing.T) {
 	}
 }
 
+// The shared fetch is not cancelled with the context of the caller that
+// happened to start it: the others waiting for it still get the key set.
+func TestKeySetFetchOutlivesFirstCallersContext(t *testing.T) {
+	f := newFixture(t, defaultJWKS(t))
+	gate, arrived := make(chan struct{}), make(chan struct{}, 10)
+	f.srv.mu.Lock()
+	f.srv.gate, f.srv.arrived = gate, arrived
+	f.srv.mu.Unlock()
+	v := f.verifier(Config{})
+	raw := accessToken(t, f.clock.Now(), nil)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	errA := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(ctx, raw)
+		errA <- err
+	}()
+	<-arrived
+	cancel()
+	if err := <-errA; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first caller: error = %v, want context.Canceled", err)
+	}
+	close(gate)
+	if _, err := v.Verify(t.Context(), raw); err != nil {
+		t.Fatalf("second caller: %v", err)
+	}
+	if n := f.keys.Fetches(); n != 1 {
+		t.Fatalf("fetches = %d, want 1", n)
+	}
+}
+
 func TestNewKeySetValidatesConfig(t *testing.T) {
 	client := &http.Client{}
 	tests := []struct {
