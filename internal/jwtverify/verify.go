@@ -6,7 +6,8 @@
 // failed to verify a signature. A Verifier, built once per issuer, audience
 // and purpose, checks a token in this order and stops at the first failure:
 //
-//  1. size (at most MaxTokenBytes) and shape (compact JWS, three segments);
+//  1. size (at most MaxTokenBytes) and shape: compact JWS, three segments
+//     of canonical base64url (one accepted spelling per token);
 //  2. alg against the allow-list, before any key is looked up;
 //  3. header: no crit or b64, typ fits the purpose;
 //  4. signature, with a key of the set chosen by kid and alg only — the jku,
