@@ -171,8 +171,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 			return nil, fmt.Errorf("%w: segment is not canonical base64url", ErrMalformed)
 		}
 	}
-	// ParseSignedCompact checks alg against the allow-list right after
-	// decoding the header, before anything else is looked at.
+	// ParseSignedCompact checks alg against the allow-list as soon as the
+	// header is decoded, before any header parameter is used.
 	jws, err := jose.ParseSignedCompact(raw, v.algs)
 	if err != nil {
 		var algErr *jose.ErrUnexpectedSignatureAlgorithm
@@ -273,7 +273,7 @@ func (v *Verifier) checkHeader(h jose.Header) (typedAccess bool, err error) {
 //     whose keys all conflict with alg fails the same way).
 //   - kid set and not in the key set: one refetch (rate-limited), then
 //     ErrUnknownKey.
-//   - no kid: every key compatible with alg is tried, without a refetch;
+//   - no kid: every key compatible (with or without a kid in the JWKS) with alg is tried, without a refetch;
 //     failure is ErrSignature. Only when no key is compatible is a refetch
 //     made, then ErrUnknownKey.
 func (v *Verifier) verifySignature(ctx context.Context, jws *jose.JSONWebSignature, kid string, alg jose.SignatureAlgorithm) ([]byte, error) {

@@ -87,7 +87,6 @@ func TestVerifyValidTokens(t *testing.T) {
 func TestVerifyClaimRules(t *testing.T) {
 	f := newFixture(t, defaultJWKS(t))
 	now := f.clock.Now()
-	k := testKeys(t)
 
 	set := func(name string, v any) func(*tokenSpec) {
 		return func(s *tokenSpec) { s.claims[name] = v }
@@ -207,7 +206,6 @@ func TestVerifyClaimRules(t *testing.T) {
 			checkErr(t, err, tt.want, raw)
 		})
 	}
-	_ = k
 }
 
 // Expiry follows the injected clock: a token valid now is refused once the
