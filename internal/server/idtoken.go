@@ -19,6 +19,9 @@ import (
 type idTokenVerifier struct {
 	provider *oauthclient.Provider
 	clientID string
+	// allowHTTP permits a plain-http jwks_uri on a non-loopback host
+	// (authorization_server.insecure_allow_http).
+	allowHTTP bool
 	hc       *http.Client
 	now      func() time.Time
 	logger   *slog.Logger
@@ -27,8 +30,8 @@ type idTokenVerifier struct {
 	v  *jwtverify.Verifier
 }
 
-func newIDTokenVerifier(p *oauthclient.Provider, clientID string, hc *http.Client, now func() time.Time, logger *slog.Logger) *idTokenVerifier {
-	return &idTokenVerifier{provider: p, clientID: clientID, hc: hc, now: now, logger: logger}
+func newIDTokenVerifier(p *oauthclient.Provider, clientID string, allowHTTP bool, hc *http.Client, now func() time.Time, logger *slog.Logger) *idTokenVerifier {
+	return &idTokenVerifier{provider: p, clientID: clientID, allowHTTP: allowHTTP, hc: hc, now: now, logger: logger}
 }
 
 func (iv *idTokenVerifier) verifier() (*jwtverify.Verifier, error) {
@@ -41,7 +44,7 @@ func (iv *idTokenVerifier) verifier() (*jwtverify.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", oauthagent.ErrVerifierUnavailable, err)
 	}
-	keys, err := jwtverify.NewKeySet(jwtverify.KeySetConfig{URL: md.JWKSURI, Client: iv.hc, Clock: iv.now, Logger: iv.logger})
+	keys, err := jwtverify.NewKeySet(jwtverify.KeySetConfig{URL: md.JWKSURI, InsecureAllowHTTP: iv.allowHTTP, Client: iv.hc, Clock: iv.now, Logger: iv.logger})
 	if err != nil {
 		return nil, fmt.Errorf("server: ID token key set: %w", err)
 	}

@@ -207,7 +207,7 @@ func (s *Server) buildAgent(a *config.OAuthAgent, hc *http.Client) (*sessioncook
 		Client:   client,
 		Cookies:  cookies,
 		Origins:  origins,
-		IDTokens: newIDTokenVerifier(s.provider, a.ClientID, hc, s.opts.Now, s.logger),
+		IDTokens: newIDTokenVerifier(s.provider, a.ClientID, s.cfg.AuthorizationServer.InsecureAllowHTTP, hc, s.opts.Now, s.logger),
 		Logger:   s.logger,
 		Now:      s.opts.Now,
 	})
