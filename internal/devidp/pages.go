@@ -2,10 +2,14 @@ package devidp
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 
 	httphelper "github.com/zitadel/oidc/v3/pkg/http"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -70,10 +74,28 @@ input{background:#12161c;border-color:#3a4452}
 </form>
 {{template "foot" .}}{{end}}
 
+{{define "form_post"}}{{template "head" .}}<h1>Signing in…</h1>
+<form method="post" action="{{.Action}}">
+{{range .Params}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<p class="sub">If nothing happens, continue to the application.</p>
+<button type="submit">Continue</button>
+</form>
+<script>` + formPostScript + `</script>
+{{template "foot" .}}{{end}}
+
 {{define "message"}}{{template "head" .}}<h1>{{.Title}}</h1>
 <p class="sub">{{.Message}}</p>
 {{template "foot" .}}{{end}}
 `
+
+// formPostScript submits the form_post page; the page's CSP allows exactly
+// this script by hash.
+const formPostScript = `document.forms[0].submit()`
+
+func formPostScriptHash() string {
+	sum := sha256.Sum256([]byte(formPostScript))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
 
 func parsePages() (*template.Template, error) {
 	return template.New("pages").Parse(pagesTemplate)
@@ -85,11 +107,19 @@ type pageData struct {
 	ClientID, Username, Error, Action string
 	// message
 	Message string
+	// form_post
+	Params []formParam
 }
+
+type formParam struct{ Name, Value string }
 
 // renderPage writes one of the provider's HTML pages with headers that keep
 // it out of frames and caches. The provider sets no cookies.
 func (p *Provider) renderPage(w http.ResponseWriter, status int, name string, data pageData) {
+	p.renderPageCSP(w, status, name, data, "")
+}
+
+func (p *Provider) renderPageCSP(w http.ResponseWriter, status int, name string, data pageData, scriptSrc string) {
 	data.Banner, data.Issuer = Banner, p.issuer
 	var buf bytes.Buffer
 	if err := p.pages.ExecuteTemplate(&buf, name, data); err != nil {
@@ -105,9 +135,27 @@ func (p *Provider) renderPage(w http.ResponseWriter, status int, name string, da
 	h.Set("Referrer-Policy", "no-referrer")
 	// No form-action: browsers apply it to the redirect chain that follows
 	// the login POST, which ends at the client's redirect_uri.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'")
+	csp := "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'"
+	if scriptSrc != "" {
+		csp += "; script-src " + scriptSrc
+	}
+	h.Set("Content-Security-Policy", csp)
 	w.WriteHeader(status)
 	_, _ = buf.WriteTo(w)
+}
+
+// renderFormPost sends an authorization response in response_mode
+// form_post: a form that posts every parameter to the redirect_uri, submitted
+// by a script (allowed by hash) or by the user. op's own form_post page
+// drops the error and iss parameters.
+func (p *Provider) renderFormPost(w http.ResponseWriter, redirectURI string, params map[string][]string) {
+	data := pageData{Title: "Signing in", Action: redirectURI}
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		for _, v := range params[name] {
+			data.Params = append(data.Params, formParam{Name: name, Value: v})
+		}
+	}
+	p.renderPageCSP(w, http.StatusOK, "form_post", data, formPostScriptHash())
 }
 
 func (p *Provider) renderMessage(w http.ResponseWriter, status int, title, message string) {
@@ -207,9 +255,13 @@ func (p *Provider) serveCallback(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) sendAuthResponse(w http.ResponseWriter, r *http.Request, ar *authRequest, response any) {
 	enc := p.responseEncoder()
 	if ar.responseMode == oidc.ResponseModeFormPost {
-		if err := op.AuthResponseFormPost(w, ar.redirectURI, response, enc); err != nil {
+		params := make(map[string][]string)
+		if err := enc.Encode(response, params); err != nil {
 			p.log.Error("devidp: form_post response", "error", err)
+			p.renderMessage(w, http.StatusInternalServerError, "Error", "The authorization response could not be built.")
+			return
 		}
+		p.renderFormPost(w, ar.redirectURI, params)
 		return
 	}
 	target, err := op.AuthResponseURL(ar.redirectURI, ar.responseType, ar.responseMode, response, enc)
