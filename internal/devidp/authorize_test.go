@@ -14,6 +14,7 @@ import (
 )
 
 func TestIssParameter(t *testing.T) {
+	t.Parallel()
 	for _, enabled := range []bool{true, false} {
 		name := map[bool]string{true: "on", false: "off"}[enabled]
 		t.Run(name, func(t *testing.T) {
@@ -106,6 +107,7 @@ func resolve(t testing.TB, base, ref string) string {
 // which stop at the provider: an unverified redirect_uri never receives a
 // redirect (no open redirector).
 func TestAuthorizeRefusals(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	tests := []struct {
 		name      string
@@ -161,6 +163,7 @@ func TestAuthorizeRefusals(t *testing.T) {
 }
 
 func TestCodeExchangeRules(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	exchange := func(a auth, code string, fl flow, mutate func(url.Values)) (tokenResponse, int) {
 		form := url.Values{
@@ -273,6 +276,7 @@ func TestCodeExchangeRules(t *testing.T) {
 }
 
 func TestUnsupportedGrants(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	for _, gt := range []string{
 		"password", "implicit",
@@ -290,6 +294,7 @@ func TestUnsupportedGrants(t *testing.T) {
 }
 
 func TestLoginPage(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	loginURL := func(t *testing.T, extra url.Values) string {
 		r := f.get(t, f.newFlow(basicClient.id, extra).authURL, nil)

@@ -1,6 +1,7 @@
 package devidp
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -91,6 +92,9 @@ func validate(cfg Config) (*validated, error) {
 				fail(path+".Claims", "%q is set by the provider and cannot be overridden", name)
 			}
 			claimNames[name] = true
+		}
+		if _, err := json.Marshal(u.Claims); err != nil {
+			fail(path+".Claims", "not representable as JSON: %v", err)
 		}
 		u.Claims = cloneClaims(u.Claims)
 		uc := u

@@ -11,6 +11,7 @@ import (
 )
 
 func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	rsa, _ := clientKeys(t)
 	good := func() devidp.Config {
 		return devidp.Config{
@@ -76,6 +77,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestNewAcceptsGoodConfig(t *testing.T) {
+	t.Parallel()
 	for _, issuer := range []string{"http://127.0.0.1:9000", "http://localhost:9443/", "http://[::1]:1", "https://idp.example.com"} {
 		p, err := devidp.New(devidp.Config{Issuer: issuer, Clients: []devidp.Client{{ID: "rs", Secret: "s", CanIntrospect: true}}})
 		if err != nil {

@@ -350,7 +350,7 @@ func (p *Provider) RevokeUserSessions(userID string) {
 	p.log.Info("devidp: user sessions revoked", "user_id", userID, "grants", n)
 }
 
-// Context returns ctx carrying the issuer the op package expects.
+// opContext returns ctx carrying the issuer the op package expects.
 func (p *Provider) opContext(ctx context.Context) context.Context {
 	return op.ContextWithIssuer(ctx, p.issuer)
 }

@@ -12,6 +12,7 @@ import (
 )
 
 func TestCodeFlow(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	tests := []struct {
 		name   string
@@ -109,6 +110,7 @@ func pick(got, want map[string]any) map[string]any {
 }
 
 func TestIntrospectionRules(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	tr, _ := f.tokens(t, basicClient, nil)
 
@@ -155,6 +157,7 @@ func TestIntrospectionRules(t *testing.T) {
 }
 
 func TestRevocation(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 
 	t.Run("access token", func(t *testing.T) {
@@ -210,6 +213,7 @@ func TestRevocation(t *testing.T) {
 }
 
 func TestOpaqueAccessTokens(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	tr, _ := f.tokens(t, opaqueClient, nil)
 	if n := strings.Count(tr.AccessToken, "."); n == 2 {
@@ -239,6 +243,7 @@ func TestOpaqueAccessTokens(t *testing.T) {
 }
 
 func TestClientCredentials(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	tests := []struct {
 		name      string
@@ -286,6 +291,7 @@ func TestClientCredentials(t *testing.T) {
 }
 
 func TestUserinfo(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	t.Run("scopes decide the claims", func(t *testing.T) {
 		tr, _ := f.tokens(t, basicClient, url.Values{"scope": {"openid"}})

@@ -38,8 +38,7 @@ var (
 	ecKey    *ecdsa.PrivateKey
 )
 
-func clientKeys(t testing.TB) (*rsa.PrivateKey, *ecdsa.PrivateKey) {
-	t.Helper()
+func clientKeys(_ testing.TB) (*rsa.PrivateKey, *ecdsa.PrivateKey) {
 	keysOnce.Do(func() {
 		var err error
 		if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {

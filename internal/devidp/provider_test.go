@@ -13,6 +13,7 @@ import (
 )
 
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	iss := f.idp.Issuer()
 	var doc map[string]any
@@ -58,6 +59,7 @@ func TestDiscovery(t *testing.T) {
 }
 
 func TestRotateSigningKey(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	before := f.jwks(t)
 	if len(before.Keys) != 1 {
@@ -104,6 +106,7 @@ func TestRotateSigningKey(t *testing.T) {
 }
 
 func TestRevokeUserSessions(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	a1, _ := f.tokens(t, basicClient, nil)
 	a2, _ := f.tokens(t, opaqueClient, nil)
@@ -145,6 +148,7 @@ func TestRevokeUserSessions(t *testing.T) {
 }
 
 func TestEndSession(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	endSession := func(q url.Values) response {
 		return f.get(t, f.idp.Issuer()+devidp.PathEndSession+"?"+q.Encode(), nil)
@@ -209,6 +213,7 @@ func TestEndSession(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	if diff := cmp.Diff(devidp.Stats{}, f.idp.Stats()); diff != "" {
 		t.Fatalf("fresh provider (-want +got):\n%s", diff)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestRefreshWithoutRotation(t *testing.T) {
+	t.Parallel()
 	f := start(t, nil)
 	tr, _ := f.tokens(t, basicClient, nil)
 	_, firstID := f.verify(t, tr.IDToken)
@@ -37,6 +38,7 @@ func TestRefreshWithoutRotation(t *testing.T) {
 }
 
 func TestRefreshRotation(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name           string
 		reuseDetection bool
@@ -89,6 +91,7 @@ func TestRefreshRotation(t *testing.T) {
 // TestRefreshRace pins that two concurrent refreshes with one token cannot
 // both succeed under rotation (the second is a reuse).
 func TestRefreshRace(t *testing.T) {
+	t.Parallel()
 	f := start(t, func(c *devidp.Config) { c.RotateRefreshTokens = true })
 	tr, _ := f.tokens(t, postClient, nil)
 	const n = 8
@@ -123,6 +126,7 @@ func TestRefreshRace(t *testing.T) {
 }
 
 func TestRefreshFailures(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }

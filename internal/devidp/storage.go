@@ -536,6 +536,7 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 
 func (s *storage) issueLocked(req op.TokenRequest, currentRefreshToken string, withRefresh bool) (*accessToken, string, error) {
 	now := s.now()
+	s.sweepLocked(now)
 	switch r := req.(type) {
 	case *authRequest:
 		ar, err := s.authRequestLocked(r.id)
