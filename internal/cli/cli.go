@@ -27,6 +27,7 @@ type Env struct {
 const usage = `gatehouse — a token handler for single page apps and APIs
 
 Usage:
+  gatehouse demo [--ports auto]          run a complete local demo (development only)
   gatehouse serve --config FILE          run the gateway
   gatehouse config check --config FILE   validate a configuration file
   gatehouse keys generate                print a new 256-bit cookie encryption key (64 hex characters)
@@ -45,6 +46,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], env)
+	case "demo":
+		return runDemo(ctx, args[1:], env)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprintln(env.Stderr, "usage: gatehouse config check --config FILE")
