@@ -22,9 +22,9 @@ type idTokenVerifier struct {
 	// allowHTTP permits a plain-http jwks_uri on a non-loopback host
 	// (authorization_server.insecure_allow_http).
 	allowHTTP bool
-	hc       *http.Client
-	now      func() time.Time
-	logger   *slog.Logger
+	hc        *http.Client
+	now       func() time.Time
+	logger    *slog.Logger
 
 	mu sync.Mutex
 	v  *jwtverify.Verifier
