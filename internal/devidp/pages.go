@@ -198,7 +198,13 @@ func (p *Provider) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if subtle.ConstantTimeCompare([]byte(want), []byte(password)) != 1 || u == nil {
 		p.stats.loginFailed.Add(1)
-		p.log.Info("devidp: login failed", "username", username, "client_id", ar.clientID)
+		// The attempted username is logged only when it names a user: a
+		// password typed into the username field must not reach the log.
+		known := ""
+		if u != nil {
+			known = u.ID
+		}
+		p.log.Info("devidp: login failed", "user_id", known, "client_id", ar.clientID)
 		data.Username, data.Error = username, "Invalid username or password."
 		p.renderPage(w, http.StatusOK, "login", data)
 		return

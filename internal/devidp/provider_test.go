@@ -1,10 +1,13 @@
 package devidp_test
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -245,4 +248,61 @@ func TestStats(t *testing.T) {
 func devidpLoginFails(t *testing.T, f *fixture) (string, error) {
 	t.Helper()
 	return devidp.Login(t.Context(), nil, f.newFlow(basicClient.id, nil).authURL, "alice", "wrong")
+}
+
+// TestLogsCarryNoCredentials pins that the provider's own log never holds a
+// password, code or token, including a password typed into the username
+// field.
+func TestLogsCarryNoCredentials(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	f := start(t, func(c *devidp.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		c.RotateRefreshTokens, c.RefreshReuseDetection = true, true
+	})
+	if _, err := devidp.Login(t.Context(), nil, f.newFlow(basicClient.id, nil).authURL, alicePassword, alicePassword); err == nil {
+		t.Fatal("login with the password as username succeeded")
+	}
+	code, fl := f.code(t, basicClient.id, nil)
+	tr := f.exchange(t, basicClient, code, fl)
+	second, _ := f.refresh(t, basicClient, tr.RefreshToken)
+	f.refresh(t, basicClient, tr.RefreshToken) // reuse: revokes the grant
+	f.introspect(t, apiClient, second.AccessToken)
+	f.post(t, devidp.PathRevoke, basicClient, url.Values{"token": {second.RefreshToken}})
+	f.idp.RevokeUserSessions(alice.ID)
+	if err := f.idp.RotateSigningKey(); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := buf.String()
+	if !strings.Contains(logs, "tokens issued") {
+		t.Fatalf("expected log lines missing:\n%s", logs)
+	}
+	secrets := map[string]string{
+		"password": alicePassword, "code": code, "access token": tr.AccessToken, "ID token": tr.IDToken,
+		"refresh token": tr.RefreshToken, "rotated refresh token": second.RefreshToken,
+		"client secret": basicClient.secret, "state": fl.state, "code_verifier": fl.verifier,
+	}
+	for name, v := range secrets {
+		if v != "" && strings.Contains(logs, v) {
+			t.Errorf("log contains the %s", name)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -325,14 +325,14 @@ func (s *storage) ClientCredentialsTokenRequest(_ context.Context, clientID stri
 }
 
 // GetKeyByIDAndClientID finds the public key a client assertion names by
-// kid; a client with one key may omit the kid.
+// kid; with a single key, a missing kid on either side matches.
 func (s *storage) GetKeyByIDAndClientID(_ context.Context, keyID, clientID string) (*jose.JSONWebKey, error) {
 	c, err := s.client(clientID)
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range c.publicKeys {
-		if k.KeyID == keyID || (keyID == "" && len(c.publicKeys) == 1) {
+		if k.KeyID == keyID || (len(c.publicKeys) == 1 && (keyID == "" || k.KeyID == "")) {
 			k := k
 			return &k, nil
 		}
@@ -437,7 +437,9 @@ func (s *storage) takeForCallback(id string) (*authRequest, error) {
 	if err != nil || ar.callbackUsed {
 		return nil, errUnknownAuthReq
 	}
-	ar.callbackUsed = true
+	// Only a completed login uses up the callback; an early call gets
+	// interaction_required and leaves the login page usable.
+	ar.callbackUsed = ar.done
 	return ar.copy(), nil
 }
 
