@@ -3,20 +3,51 @@
 // It is the authorization server that Gatehouse's own tests run the
 // authorization code flow against over real HTTP, and the provider that
 // `gatehouse demo` shows in a browser. All protocol work — request parsing,
-// redirect URI and PKCE checks, client assertions, ID tokens, discovery,
-// end session — is done by github.com/zitadel/oidc/v3/pkg/op; this package
-// adds an in-memory op.Storage, a login page, and the few behaviours a
-// realistic test peer needs that op leaves to its user: refresh token
-// rotation with reuse detection, RFC 9207 iss parameters, RFC 9068 JWT access
-// tokens, introspection rules, revocation of whole grants, and counters.
+// redirect URI checks, client assertions, ID tokens, discovery, end session —
+// is done by github.com/zitadel/oidc/v3/pkg/op; this package adds an
+// in-memory op.Storage, a login page, and the behaviours a realistic test
+// peer needs that op leaves to its user.
 //
 // A Provider never listens on a socket itself: it is an http.Handler, and the
 // caller decides where it is served (devidptest serves it on 127.0.0.1).
 // It is for development only: users and passwords are plain configuration,
 // http issuers are allowed on loopback hosts, and nothing is persisted.
 //
-// Every login asks for the password: the provider keeps no single sign-on
-// session and sets no cookies.
+// Behaviour, where a provider has a choice:
+//
+//   - Login: every authorization request shows the login page and asks for
+//     the password; there is no single sign-on session and no cookie.
+//     prompt=login is therefore always honoured, prompt=none always answers
+//     login_required, login_hint (or the user of an id_token_hint) prefills
+//     the username. Unknown authorization parameters are ignored.
+//   - PKCE: only S256. Required for public clients (AuthMethodNone); when a
+//     confidential client sent a code_challenge, the code_verifier is
+//     required too.
+//   - Codes live one minute and are single use; replaying a used code
+//     revokes the grant the first exchange created.
+//   - Refresh tokens are issued when offline_access was granted and the
+//     client has the refresh_token grant. Without rotation a refresh answers
+//     without refresh_token (keep the old one). With rotation the presented
+//     token stops working; with reuse detection presenting it again revokes
+//     the whole grant. Expired, revoked, rotated-out and unknown tokens are
+//     invalid_grant. A refresh returns a new access token and, with openid,
+//     a new ID token for the same sub.
+//   - Access tokens are RFC 9068 JWTs (typ at+jwt, with scope and client_id)
+//     or opaque handles, per client. Both work at userinfo and introspection.
+//   - Introspection: a client sees its own tokens; CanIntrospect clients see
+//     all. Refresh tokens can be introspected.
+//   - Revocation: a refresh token ends its grant (access tokens included);
+//     an access token ends only itself; another client's token is refused.
+//   - End session: post_logout_redirect_uri must be registered for the
+//     client named by client_id or by the id_token_hint's azp, or the
+//     request fails without redirect; without a client the provider's own
+//     signed-out page is shown. With an id_token_hint, the user's grants at
+//     that client are revoked.
+//   - Client authentication is checked against the registered method:
+//     client_secret_basic must use the Authorization header,
+//     client_secret_post the form; private_key_jwt assertions must have
+//     aud = issuer and a jti that was not used before.
+//   - Discovery advertises exactly this.
 package devidp
 
 import (
