@@ -3,6 +3,7 @@ package devidp_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,8 +62,8 @@ func TestRefreshRotation(t *testing.T) {
 
 			// The rotated-out token no longer works.
 			reuse, status := f.refresh(t, basicClient, tr.RefreshToken)
-			if status != http.StatusBadRequest || reuse.Error != "invalid_grant" {
-				t.Fatalf("reused refresh token: %d %q, want 400 invalid_grant", status, reuse.Error)
+			if status != http.StatusBadRequest || reuse.Error != "invalid_grant" || !strings.Contains(reuse.Description, "already used") {
+				t.Fatalf("reused refresh token: %d %q %q, want 400 invalid_grant", status, reuse.Error, reuse.Description)
 			}
 
 			// With reuse detection the whole grant is gone; without, the
@@ -137,8 +138,8 @@ func TestRefreshFailures(t *testing.T) {
 		tr, _ := f.tokens(t, basicClient, nil)
 		advance(devidp.DefaultRefreshTokenLifetime + time.Second)
 		got, status := f.refresh(t, basicClient, tr.RefreshToken)
-		if status != http.StatusBadRequest || got.Error != "invalid_grant" {
-			t.Errorf("expired refresh token: %d %q", status, got.Error)
+		if status != http.StatusBadRequest || got.Error != "invalid_grant" || !strings.Contains(got.Description, "expired") {
+			t.Errorf("expired refresh token: %d %q %q", status, got.Error, got.Description)
 		}
 	})
 	t.Run("unknown", func(t *testing.T) {

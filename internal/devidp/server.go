@@ -123,9 +123,9 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if !ok {
 		return nil, oidc.ErrServerError()
 	}
-	authReq, err := op.AuthRequestByCode(ctx, s.p.store, r.Data.Code)
+	authReq, err := s.p.store.AuthRequestByCode(ctx, r.Data.Code)
 	if err != nil {
-		return nil, err
+		return nil, oidc.ErrInvalidGrant().WithDescription("%s", err.Error())
 	}
 	ar, ok := authReq.(*authRequest)
 	if !ok {
@@ -152,7 +152,9 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 	if !ok {
 		return nil, oidc.ErrServerError()
 	}
-	req, err := op.RefreshTokenRequestByRefreshToken(ctx, s.p.store, r.Data.RefreshToken)
+	// The storage's errors are invalid_grant with a description saying why
+	// (expired, revoked, rotated out, unknown); op's wrapper would drop it.
+	req, err := s.p.store.TokenRequestByRefreshToken(ctx, r.Data.RefreshToken)
 	if err != nil {
 		return nil, err
 	}
