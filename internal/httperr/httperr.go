@@ -109,6 +109,9 @@ func Write(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err erro
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	// Invariant 12: errors under the agent's base path can be written before
+	// the agent runs (canonical-path check); every error carries all three.
+	h.Set("Referrer-Policy", "no-referrer")
 	h.Del("Content-Length")
 	if he.WWWAuthenticate != "" {
 		h.Set("WWW-Authenticate", he.WWWAuthenticate)

@@ -131,6 +131,33 @@ type env struct {
 	ring    *seal.Ring
 	// secrets seen during the test; none may appear in logs or bodies.
 	secrets map[string]string
+
+	// bodies records every response body do received.
+	bodies *bodyRecorder
+}
+
+type bodyRecorder struct {
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (b *bodyRecorder) add(body []byte) {
+	b.mu.Lock()
+	b.bodies = append(b.bodies, body)
+	b.mu.Unlock()
+}
+
+func (b *bodyRecorder) all() [][]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([][]byte(nil), b.bodies...)
+}
+
+// sub returns e for use inside subtest t: the helpers fail t, not the parent.
+func (e *env) sub(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
 }
 
 type envOptions struct {
@@ -174,9 +201,10 @@ routes:
 `, publicURL, issuer, clientSecret, spaURL, spaURL, spaOrigin, testCookieKey, upstreamURL, upstreamURL+"/base")
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
-	t.Helper()
-	idpCfg := devidp.Config{
+// testIDPConfig is the provider every env starts with: alice and the SPA's
+// client, refresh tokens rotated with reuse detection.
+func testIDPConfig() devidp.Config {
+	return devidp.Config{
 		Users: []devidp.User{{ID: userID, Username: userName, Password: userPassword, GivenName: "Alice", FamilyName: "Liddell", Email: "alice@example.com"}},
 		Clients: []devidp.Client{{
 			ID: "spa-client", Secret: clientSecret, AuthMethod: "client_secret_basic",
@@ -186,6 +214,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 		RotateRefreshTokens:   true,
 		RefreshReuseDetection: true,
 	}
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	idpCfg := testIDPConfig()
 	if o.idp != nil {
 		o.idp(&idpCfg)
 	}
@@ -233,7 +266,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	key, _ := seal.ParseKey(testCookieKey)
 	ring, _ := seal.NewRing([]seal.Key{key}, nil)
 	e := &env{t: t, idp: idp, api: api, gw: gw, srv: srv, cfg: cfg, base: base, clock: clk, logs: logs, ring: ring,
-		secrets: map[string]string{"client secret": clientSecret, "cookie key": testCookieKey, "password": userPassword}}
+		secrets: map[string]string{"client secret": clientSecret, "cookie key": testCookieKey, "password": userPassword},
+		bodies:  &bodyRecorder{}}
 	e.browser = e.newBrowser()
 	if o.issuer == "" {
 		e.waitReady()
@@ -245,7 +279,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 // gateway's certificate and does not follow redirects.
 func (e *env) newBrowser() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	c := e.gw.Client()
+	// A copy: httptest.Server.Client returns one shared *http.Client, and
+	// setting its Jar would give every browser the same cookies.
+	cc := *e.gw.Client()
+	c := &cc
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c
@@ -316,6 +353,7 @@ func (e *env) do(c *http.Client, method, path string, body any, opts ...reqOpt) 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	e.bodies.add(b)
 	return &response{Response: resp, body: b}
 }
 

@@ -41,6 +41,12 @@ var (
 	ErrUndecryptable = errors.New("sessioncookie: cookie cannot be decrypted")
 	// ErrTooLarge: a sealed value would exceed MaxCookieBytes.
 	ErrTooLarge = errors.New("sessioncookie: cookie too large")
+	// ErrMisplaced: the cookie holds the sealed value of another of the
+	// codec's cookies sent in the same request (a value copied to another
+	// name). The envelope has no associated data (Curity's format), so the
+	// copy would open; sealing uses a random IV, so two genuine cookies never
+	// hold the same value.
+	ErrMisplaced = errors.New("sessioncookie: cookie holds the value of another cookie")
 )
 
 // Config describes the cookies.
@@ -112,7 +118,9 @@ func (c *Codec) Raw(r *http.Request, k Kind) (string, error) {
 	return "", ErrDuplicate
 }
 
-// Get returns the plaintext of cookie k.
+// Get returns the plaintext of cookie k. Besides the errors of Raw it
+// returns ErrMisplaced when another of the codec's cookies in r holds the
+// same sealed value.
 func (c *Codec) Get(r *http.Request, k Kind) (string, error) {
 	v, err := c.Raw(r, k)
 	if err != nil {
@@ -120,6 +128,13 @@ func (c *Codec) Get(r *http.Request, k Kind) (string, error) {
 	}
 	if v == "" {
 		return "", ErrMissing
+	}
+	for j := range numKinds {
+		if j != k {
+			if other, n := Lookup(r.Header["Cookie"], c.names[j]); n > 0 && other == v {
+				return "", fmt.Errorf("%w: %s holds the value of %s", ErrMisplaced, c.names[k], c.names[j])
+			}
+		}
 	}
 	p, err := c.cfg.Ring.OpenString(v)
 	if err != nil {
