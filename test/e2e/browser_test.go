@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -18,61 +16,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/gatehouse-dev/gatehouse/internal/demo"
+	"github.com/gatehouse-dev/gatehouse/test/browser"
 )
-
-// chromiumPath finds the browser or skips (fails on CI, where .ci/run installs it).
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	candidates := []string{os.Getenv("GATEHOUSE_CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser"}
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		if p, err := exec.LookPath(c); err == nil {
-			return p
-		}
-	}
-	msg := "headless Chromium not found: install Debian's package (apt-get install -y chromium; bash .ci/run does) or set GATEHOUSE_CHROMIUM"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// newBrowser starts a fresh headless Chromium with its own profile.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.DisableGPU,
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// newTab opens another tab in the same browser (same cookies).
-func newTab(t *testing.T, browser context.Context) context.Context {
-	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("new tab: %v", err)
-	}
-	return ctx
-}
 
 func startDemo(t *testing.T, atLifetime time.Duration) *demo.Demo {
 	t.Helper()
@@ -84,132 +29,66 @@ func startDemo(t *testing.T, atLifetime time.Duration) *demo.Demo {
 	return d
 }
 
-func run(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(tctx, steps...); err != nil {
-		t.Fatalf("browser: %v%s", err, pageState(ctx))
-	}
-}
-
-// text returns the text of the element with the given id.
-func text(t *testing.T, ctx context.Context, id string) string {
-	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(tctx, chromedp.Text(chromedp.ID(id)))
-	if err != nil {
-		t.Fatalf("text of #%s: %v%s", id, err, pageState(ctx))
-	}
-	return s
-}
-
-// waitText polls until the element's text contains want.
-func waitText(t *testing.T, ctx context.Context, id, want string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s, err := chromedp.Run(tctx, chromedp.TextContent(chromedp.ID(id)))
-		cancel()
-		if err == nil && strings.Contains(s, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("#%s never contained %q (last %q, %v)%s", id, want, s, err, pageState(ctx))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// pageState describes the page for failure messages: URL and the error box.
-func pageState(ctx context.Context) string {
-	tctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	loc, _ := chromedp.Run(tctx, chromedp.Location())
-	errText, _ := chromedp.Run(tctx, chromedp.Evaluate[string](`(document.getElementById('error')||{}).textContent||''`))
-	return fmt.Sprintf(" [page %s, error box %q]", loc, errText)
-}
-
-// location polls the tab's URL from Go (Evaluate fails while a redirect chain runs).
-func waitLocation(t *testing.T, ctx context.Context, prefix string) string {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		loc, err := chromedp.Run(tctx, chromedp.Location())
-		cancel()
-		if err == nil && strings.HasPrefix(loc, prefix) {
-			return loc
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("location never started with %q (last %q, %v)", prefix, loc, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // signIn goes from the signed-out view through the provider's login page
 // back to the signed-in view.
 func signIn(t *testing.T, ctx context.Context, d *demo.Demo) {
 	t.Helper()
-	run(t, ctx,
+	browser.Run(t, ctx,
 		chromedp.Navigate(d.SPAURL),
 		chromedp.WaitVisible(chromedp.ID("sign-in")),
 		chromedp.Click(chromedp.ID("sign-in")),
 	)
-	waitLocation(t, ctx, d.ProviderURL)
-	run(t, ctx,
+	browser.WaitLocation(t, ctx, d.ProviderURL)
+	browser.Run(t, ctx,
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SetValue(chromedp.ID("username"), demo.Username),
 		chromedp.SendKeys(chromedp.ID("password"), demo.Password),
 		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
 	)
-	waitLocation(t, ctx, d.SPAURL)
-	run(t, ctx, chromedp.WaitVisible(chromedp.ID("signed-in")))
-	waitText(t, ctx, "claims", demo.UserID)
+	browser.WaitLocation(t, ctx, d.SPAURL)
+	browser.Run(t, ctx, chromedp.WaitVisible(chromedp.ID("signed-in")))
+	browser.WaitText(t, ctx, "claims", demo.UserID)
 }
 
 func signedIn(t *testing.T, ctx context.Context) {
 	t.Helper()
-	run(t, ctx, chromedp.WaitVisible(chromedp.ID("signed-in")))
+	browser.Run(t, ctx, chromedp.WaitVisible(chromedp.ID("signed-in")))
 }
 
 func click(t *testing.T, ctx context.Context, id string) {
 	t.Helper()
-	run(t, ctx, chromedp.Click(chromedp.ID(id)))
+	browser.Run(t, ctx, chromedp.Click(chromedp.ID(id)))
 }
 
 func TestSignInCallAPIAndCookiesStayHidden(t *testing.T) {
 	d := startDemo(t, 0)
-	tab := newBrowser(t)
+	tab := browser.New(t)
 	signIn(t, tab, d)
 
 	// After the callback the SPA removed code and state from its URL.
-	loc := waitLocation(t, tab, d.SPAURL)
+	loc := browser.WaitLocation(t, tab, d.SPAURL)
 	if strings.Contains(loc, "code=") || strings.Contains(loc, "state=") {
 		t.Errorf("the callback parameters stayed in the address bar: %s", loc)
 	}
-	if name := text(t, tab, "user-name"); name != "Demo User" {
+	if name := browser.Text(t, tab, "user-name"); name != "Demo User" {
 		t.Errorf("signed in as %q", name)
 	}
 
 	click(t, tab, "get-data")
-	waitText(t, tab, "status", "GET succeeded")
-	if got := text(t, tab, "api-result"); !strings.Contains(got, `"sub": "`+demo.UserID+`"`) || !strings.Contains(got, `"cookiesReceived": false`) {
+	browser.WaitText(t, tab, "status", "GET succeeded")
+	if got := browser.Text(t, tab, "api-result"); !strings.Contains(got, `"sub": "`+demo.UserID+`"`) || !strings.Contains(got, `"cookiesReceived": false`) {
 		t.Errorf("the API did not receive the user's token (or got cookies): %s", got)
 	}
 	click(t, tab, "post-data")
-	waitText(t, tab, "status", "POST succeeded")
-	if got := text(t, tab, "api-result"); !strings.Contains(got, `"method": "POST"`) || !strings.Contains(got, "Hello from the SPA") {
+	browser.WaitText(t, tab, "status", "POST succeeded")
+	if got := browser.Text(t, tab, "api-result"); !strings.Contains(got, `"method": "POST"`) || !strings.Contains(got, "Hello from the SPA") {
 		t.Errorf("POST result: %s", got)
 	}
 
 	// JavaScript cannot read any Gatehouse cookie, on the SPA's page or on Gatehouse's origin.
 	for _, u := range []string{d.SPAURL, d.GatehouseURL + "/healthz"} {
-		ctx := newTab(t, tab)
-		run(t, ctx, chromedp.Navigate(u))
+		ctx := browser.NewTab(t, tab)
+		browser.Run(t, ctx, chromedp.Navigate(u))
 		cookies, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))
 		if err != nil {
 			t.Fatal(err)
@@ -230,32 +109,32 @@ func TestSignInCallAPIAndCookiesStayHidden(t *testing.T) {
 	}
 
 	// A reload keeps the session; a second tab and a pasted deep link are signed in.
-	run(t, tab, chromedp.Reload())
+	browser.Run(t, tab, chromedp.Reload())
 	signedIn(t, tab)
-	second := newTab(t, tab)
-	run(t, second, chromedp.Navigate(d.SPAURL))
+	second := browser.NewTab(t, tab)
+	browser.Run(t, second, chromedp.Navigate(d.SPAURL))
 	signedIn(t, second)
-	pasted := newTab(t, tab)
-	run(t, pasted, chromedp.Navigate(d.SPAURL+"orders/42?from=email"))
+	pasted := browser.NewTab(t, tab)
+	browser.Run(t, pasted, chromedp.Navigate(d.SPAURL+"orders/42?from=email"))
 	signedIn(t, pasted)
 	click(t, pasted, "get-data")
-	waitText(t, pasted, "status", "GET succeeded")
+	browser.WaitText(t, pasted, "status", "GET succeeded")
 }
 
 func TestExpiredAccessTokenRefreshesTransparently(t *testing.T) {
 	const lifetime = 2 * time.Second
 	d := startDemo(t, lifetime)
-	tab1 := newBrowser(t)
+	tab1 := browser.New(t)
 	signIn(t, tab1, d)
-	tab2 := newTab(t, tab1)
-	run(t, tab2, chromedp.Navigate(d.SPAURL))
+	tab2 := browser.NewTab(t, tab1)
+	browser.Run(t, tab2, chromedp.Navigate(d.SPAURL))
 	signedIn(t, tab2)
 
 	// Let the access token expire (its lifetime plus the API's 1 s leeway).
 	time.Sleep(lifetime + 1500*time.Millisecond)
 	before := d.Provider.Stats().TokenRefresh
 	click(t, tab1, "get-data")
-	waitText(t, tab1, "status", "GET succeeded")
+	browser.WaitText(t, tab1, "status", "GET succeeded")
 	if n := d.Provider.Stats().TokenRefresh - before; n != 1 {
 		t.Errorf("expected one refresh at the provider, got %d", n)
 	}
@@ -272,8 +151,8 @@ func TestExpiredAccessTokenRefreshesTransparently(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitText(t, tab1, "status", "GET succeeded")
-	waitText(t, tab2, "status", "GET succeeded")
+	browser.WaitText(t, tab1, "status", "GET succeeded")
+	browser.WaitText(t, tab2, "status", "GET succeeded")
 	signedIn(t, tab1)
 	signedIn(t, tab2)
 	// Depending on timing the second tab presents the same refresh token (the
@@ -287,23 +166,23 @@ func TestExpiredAccessTokenRefreshesTransparently(t *testing.T) {
 
 func TestSignOutEndsTheSessionInEveryTab(t *testing.T) {
 	d := startDemo(t, 0)
-	tab1 := newBrowser(t)
+	tab1 := browser.New(t)
 	signIn(t, tab1, d)
-	tab2 := newTab(t, tab1)
-	run(t, tab2, chromedp.Navigate(d.SPAURL))
+	tab2 := browser.NewTab(t, tab1)
+	browser.Run(t, tab2, chromedp.Navigate(d.SPAURL))
 	signedIn(t, tab2)
 
 	click(t, tab1, "sign-out")
-	waitLocation(t, tab1, d.SPAURL)
-	run(t, tab1, chromedp.WaitVisible(chromedp.ID("signed-out")))
+	browser.WaitLocation(t, tab1, d.SPAURL)
+	browser.Run(t, tab1, chromedp.WaitVisible(chromedp.ID("signed-out")))
 	if d.Provider.Stats().EndSession == 0 {
 		t.Error("sign out did not reach the provider's end-session endpoint")
 	}
 
 	apiBefore := d.API.Requests()
 	click(t, tab2, "get-data")
-	run(t, tab2, chromedp.WaitVisible(chromedp.ID("signed-out")))
-	waitText(t, tab2, "error", "session_expired")
+	browser.Run(t, tab2, chromedp.WaitVisible(chromedp.ID("signed-out")))
+	browser.WaitText(t, tab2, "error", "session_expired")
 	if d.API.Requests() != apiBefore {
 		t.Error("a request reached the API after sign out")
 	}
@@ -313,7 +192,7 @@ func TestSignOutEndsTheSessionInEveryTab(t *testing.T) {
 // same site (another localhost port) and not cross-site (127.0.0.1).
 func TestUntrustedOriginCannotUseTheSession(t *testing.T) {
 	d := startDemo(t, 0)
-	tab := newBrowser(t)
+	tab := browser.New(t)
 	signIn(t, tab, d)
 
 	evil := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -347,10 +226,10 @@ async function attempt(name, url, opts) {
 
 	before := d.API.Requests()
 	for _, origin := range []string{fmt.Sprintf("http://localhost:%d", port), fmt.Sprintf("http://127.0.0.1:%d", port)} {
-		ctx := newTab(t, tab)
-		run(t, ctx, chromedp.Navigate(origin+"/"))
-		waitText(t, ctx, "out", "done")
-		out := text(t, ctx, "out")
+		ctx := browser.NewTab(t, tab)
+		browser.Run(t, ctx, chromedp.Navigate(origin+"/"))
+		browser.WaitText(t, ctx, "out", "done")
+		out := browser.Text(t, ctx, "out")
 		for _, leak := range []string{"get:200", "claims:200", "loginend:200", "csrf"} {
 			if strings.Contains(out, leak) {
 				t.Errorf("page at %s got through: %s", origin, out)
@@ -362,5 +241,5 @@ async function attempt(name, url, opts) {
 	}
 	// The real SPA still works.
 	click(t, tab, "get-data")
-	waitText(t, tab, "status", "GET succeeded")
+	browser.WaitText(t, tab, "status", "GET succeeded")
 }
