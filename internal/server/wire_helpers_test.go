@@ -313,6 +313,8 @@ func newScriptedServer(t *testing.T, next http.Handler) *scriptedServer {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, "<html><body>Bad Gateway from 10.0.0.7</body></html>")
 		case modeHang:
+			// Reading the body lets the server notice when the client gives up.
+			_, _ = io.Copy(io.Discard, r.Body)
 			select {
 			case <-r.Context().Done():
 			case <-time.After(10 * time.Second):
