@@ -33,7 +33,47 @@ type Config struct {
 	Server              Server               `yaml:"server"`
 	AuthorizationServer *AuthorizationServer `yaml:"authorization_server"`
 	OAuthAgent          *OAuthAgent          `yaml:"oauth_agent"`
+	InternalJWT         *InternalJWT         `yaml:"internal_jwt"`
 	Routes              []Route              `yaml:"routes"`
+}
+
+// InternalJWT configures the JWTs Gatehouse signs for upstreams (forward:
+// internal_jwt, and phantom with JSON introspection) and publishes at
+// /.well-known/jwks.json.
+type InternalJWT struct {
+	// KeyFile holds the signing key (PEM, ES256 or EdDSA); generated on first
+	// start when the file does not exist.
+	KeyFile string `yaml:"key_file"`
+	// Algorithm of a generated key: ES256 (default) or EdDSA.
+	Algorithm string `yaml:"algorithm"`
+	// PreviousKeyFiles stay published (not used to sign) during a rotation.
+	PreviousKeyFiles []string `yaml:"previous_key_files"`
+	// TTL of minted tokens; default and maximum 5m.
+	TTL Duration `yaml:"ttl"`
+}
+
+// Introspection configures Gatehouse's own client at the introspection endpoint.
+type Introspection struct {
+	ClientID         string       `yaml:"client_id"`
+	ClientSecret     secret.Value `yaml:"client_secret"`
+	ClientSecretFile string       `yaml:"client_secret_file"`
+	ClientAuth       ClientAuth   `yaml:"client_auth"`
+	// Format: json (RFC 7662, default; Gatehouse mints the upstream JWT),
+	// jwt (Curity's Accept: application/jwt; the JWT is forwarded as is) or
+	// rfc9701 (a signed introspection response).
+	Format      string   `yaml:"format"`
+	MaxCacheTTL Duration `yaml:"max_cache_ttl"`
+}
+
+// Require lists what a route's caller must have. Scopes come from the
+// token's scope claim, roles from RolesClaim.
+type Require struct {
+	Scopes     []string          `yaml:"scopes"`      // all of these
+	AnyScopes  []string          `yaml:"any_scopes"`  // at least one of these
+	Roles      []string          `yaml:"roles"`       // all of these
+	AnyRoles   []string          `yaml:"any_roles"`   // at least one of these
+	RolesClaim string            `yaml:"roles_claim"` // default "roles"; a dotted path such as realm_access.roles
+	Claims     map[string]string `yaml:"claims"`      // claim equal to the value (or an array containing it)
 }
 
 // TLS configures the listener's certificate. Both files or neither.
@@ -65,7 +105,10 @@ type AuthorizationServer struct {
 	EndSessionEndpoint    string   `yaml:"end_session_endpoint"`
 	RevocationEndpoint    string   `yaml:"revocation_endpoint"`
 	JWKSURI               string   `yaml:"jwks_uri"`
+	IntrospectionEndpoint string   `yaml:"introspection_endpoint"`
 	Timeout               Duration `yaml:"timeout"`
+	// Introspection is Gatehouse's client for opaque tokens (token_format: opaque).
+	Introspection *Introspection `yaml:"introspection"`
 	// InsecureAllowHTTP permits http:// URLs for a provider that is not on
 	// loopback (development setups only).
 	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
@@ -128,8 +171,22 @@ type Route struct {
 	Timeout      Duration `yaml:"timeout"`
 	MaxBodyBytes *int64   `yaml:"max_body_bytes"`
 	Entry        []string `yaml:"entry"`
-	Forward      string   `yaml:"forward"`
-	Websocket    bool     `yaml:"websocket"`
+	// TokenFormat says how the caller's access token is checked: jwt
+	// (verified against the provider's JWKS) or opaque (introspected). It is
+	// never guessed; without it a cookie route forwards the token unchecked.
+	TokenFormat string `yaml:"token_format"`
+	// Audience is the aud incoming JWTs must contain and the aud of minted JWTs.
+	Audience         string   `yaml:"audience"`
+	Algorithms       []string `yaml:"algorithms"`
+	AcceptUntypedJWT bool     `yaml:"accept_untyped_jwt"`
+	Leeway           Duration `yaml:"leeway"`
+	// Introspection overrides authorization_server.introspection for this route.
+	Introspection *Introspection `yaml:"introspection"`
+	Forward       string         `yaml:"forward"`
+	// ForwardClaims are copied from the caller's token into minted JWTs.
+	ForwardClaims []string `yaml:"forward_claims"`
+	Require       *Require `yaml:"require"`
+	Websocket     bool     `yaml:"websocket"`
 }
 
 // Duration is a time.Duration written as "30s", "10m".
@@ -153,6 +210,9 @@ const (
 	DefaultIdleTimeout        = 120 * time.Second
 	DefaultMaxHeaderBytes     = 64 << 10
 	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultInternalJWTTTL     = 5 * time.Minute
+	DefaultLeeway             = 30 * time.Second
+	DefaultIntrospectionTTL   = 5 * time.Minute
 )
 
 // CORSEnabled reports whether CORS is on (the default).
@@ -306,8 +366,28 @@ func (c *Config) applyDefaults() {
 			a.Cookie.Path = "/"
 		}
 	}
+	if j := c.InternalJWT; j != nil {
+		if j.Algorithm == "" {
+			j.Algorithm = "ES256"
+		}
+		if j.TTL == 0 {
+			j.TTL = Duration(DefaultInternalJWTTTL)
+		}
+	}
+	if as := c.AuthorizationServer; as != nil && as.Introspection != nil {
+		as.Introspection.applyDefaults()
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
+		if r.Introspection != nil {
+			r.Introspection.applyDefaults()
+		}
+		if r.Leeway == 0 {
+			r.Leeway = Duration(DefaultLeeway)
+		}
+		if r.Require != nil && r.Require.RolesClaim == "" {
+			r.Require.RolesClaim = "roles"
+		}
 		if r.Timeout == 0 {
 			r.Timeout = Duration(DefaultRouteTimeout)
 		}
@@ -321,4 +401,38 @@ func (c *Config) applyDefaults() {
 			r.Methods[j] = strings.ToUpper(m)
 		}
 	}
+}
+
+func (i *Introspection) applyDefaults() {
+	if i.ClientAuth.Method == "" {
+		i.ClientAuth.Method = "client_secret_basic"
+	}
+	if i.Format == "" {
+		i.Format = "json"
+	}
+	if i.MaxCacheTTL == 0 {
+		i.MaxCacheTTL = Duration(DefaultIntrospectionTTL)
+	}
+}
+
+// RouteIntrospection returns the introspection client of route r: its own or
+// the global one (nil when neither is configured).
+func (c *Config) RouteIntrospection(r *Route) *Introspection {
+	if r.Introspection != nil {
+		return r.Introspection
+	}
+	if c.AuthorizationServer != nil {
+		return c.AuthorizationServer.Introspection
+	}
+	return nil
+}
+
+// HasEntry reports whether the route accepts entry e.
+func (r *Route) HasEntry(e string) bool {
+	for _, x := range r.Entry {
+		if x == e {
+			return true
+		}
+	}
+	return false
 }

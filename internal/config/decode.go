@@ -77,6 +77,28 @@ func (d *decoder) decode(path string, n *yaml.Node, v reflect.Value) {
 			d.decode(fmt.Sprintf("%s[%d]", path, i), item, s.Index(i))
 		}
 		v.Set(s)
+	case reflect.Map:
+		if v.Type().Key().Kind() != reflect.String {
+			d.fail(path, n, "internal error: unsupported map key type %s", v.Type().Key())
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.fail(path, n, "must be a mapping of names to values, not a %s", kindName(n.Kind))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			fp := path + "[" + strconv.Quote(key.Value) + "]"
+			if m.MapIndex(reflect.ValueOf(key.Value)).IsValid() {
+				d.fail(fp, key, "duplicate key")
+				continue
+			}
+			elem := reflect.New(v.Type().Elem()).Elem()
+			d.decode(fp, val, elem)
+			m.SetMapIndex(reflect.ValueOf(key.Value).Convert(v.Type().Key()), elem)
+		}
+		v.Set(m)
 	case reflect.String:
 		if s, ok := d.scalar(path, n); ok {
 			v.SetString(s)

@@ -38,8 +38,14 @@ var ReservedPaths = []string{"/.well-known", "/connections", "/vault", "/healthz
 
 // Entries and forwards implemented by this version.
 var (
-	knownEntries  = []string{"cookie"}
-	knownForwards = []string{"access_token"}
+	knownEntries      = []string{"cookie", "bearer", "anonymous"}
+	knownForwards     = []string{"access_token", "phantom", "internal_jwt"}
+	knownTokenFormats = []string{"jwt", "opaque"}
+	knownIntroFormats = []string{"json", "jwt", "rfc9701"}
+	allowedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+	mintAlgorithms    = []string{"ES256", "EdDSA"}
+	maxInternalJWTTTL = 5 * time.Minute
+	maxRouteLeeway    = 60 * time.Second
 )
 
 // Parameters the agent sets itself; allowed_extra_params may not name them.
@@ -65,6 +71,14 @@ func (v *validator) file(p string) string {
 
 // readFiles fills secrets from their *_file forms before defaults and checks.
 func (v *validator) readFiles(c *Config) {
+	if as := c.AuthorizationServer; as != nil && as.Introspection != nil {
+		v.readSecret("authorization_server.introspection", &as.Introspection.ClientSecret, as.Introspection.ClientSecretFile)
+	}
+	for i := range c.Routes {
+		if in := c.Routes[i].Introspection; in != nil {
+			v.readSecret(fmt.Sprintf("routes[%d].introspection", i), &in.ClientSecret, in.ClientSecretFile)
+		}
+	}
 	a := c.OAuthAgent
 	if a == nil {
 		return
@@ -92,6 +106,23 @@ func (v *validator) readFiles(c *Config) {
 			}
 		}
 	}
+}
+
+// readSecret fills dst from file (the *_file form of a client secret).
+func (v *validator) readSecret(pre string, dst *secret.Value, file string) {
+	if file == "" {
+		return
+	}
+	if !dst.IsZero() {
+		v.fail(pre+".client_secret_file", "set either client_secret or client_secret_file, not both")
+		return
+	}
+	b, err := os.ReadFile(v.file(file))
+	if err != nil {
+		v.fail(pre+".client_secret_file", "cannot read: %v", err)
+		return
+	}
+	*dst = secret.New(strings.TrimRight(string(b), "\r\n"))
 }
 
 func (v *validator) validate(c *Config) {
@@ -143,6 +174,9 @@ func (v *validator) validate(c *Config) {
 		}
 		v.validateAgent(c.OAuthAgent, public)
 	}
+	if c.InternalJWT != nil {
+		v.validateInternalJWT(c.InternalJWT)
+	}
 	v.validateRoutes(c)
 }
 
@@ -158,6 +192,7 @@ func (v *validator) validateAS(as *AuthorizationServer) {
 		"end_session_endpoint":   as.EndSessionEndpoint,
 		"revocation_endpoint":    as.RevocationEndpoint,
 		"jwks_uri":               as.JWKSURI,
+		"introspection_endpoint": as.IntrospectionEndpoint,
 	} {
 		if u != "" {
 			v.asURL("authorization_server."+p, u, false, allowHTTP)
@@ -165,6 +200,90 @@ func (v *validator) validateAS(as *AuthorizationServer) {
 	}
 	if as.Timeout.D() < time.Second || as.Timeout.D() > time.Minute {
 		v.fail("authorization_server.timeout", "must be between 1s and 1m")
+	}
+	if as.Introspection != nil {
+		v.validateIntrospection("authorization_server.introspection", as.Introspection)
+	}
+}
+
+func (v *validator) validateIntrospection(pre string, in *Introspection) {
+	if in.ClientID == "" {
+		v.fail(pre+".client_id", "is required (Gatehouse's own client at the introspection endpoint)")
+	}
+	v.validateClientAuth(pre, in.ClientAuth, in.ClientSecret)
+	if !slices.Contains(knownIntroFormats, in.Format) {
+		v.fail(pre+".format", "must be json, jwt or rfc9701, got %q", in.Format)
+	}
+	if t := in.MaxCacheTTL.D(); t < time.Second || t > time.Hour {
+		v.fail(pre+".max_cache_ttl", "must be between 1s and 1h")
+	}
+}
+
+// validateClientAuth checks a client authentication block whose secret is
+// held next to it (pre.client_secret).
+func (v *validator) validateClientAuth(pre string, ca ClientAuth, sec secret.Value) {
+	switch ca.Method {
+	case "client_secret_basic", "client_secret_post":
+		if sec.IsZero() {
+			v.fail(pre+".client_secret", "is required for client_auth.method %s (or use client_secret_file)", ca.Method)
+		}
+		if ca.KeyFile != "" {
+			v.fail(pre+".client_auth.key_file", "is only used with method private_key_jwt")
+		}
+	case "private_key_jwt":
+		if !sec.IsZero() {
+			v.fail(pre+".client_secret", "must not be set with client_auth.method private_key_jwt")
+		}
+		if ca.KeyFile == "" {
+			v.fail(pre+".client_auth.key_file", "is required for method private_key_jwt")
+		} else if b, err := os.ReadFile(v.file(ca.KeyFile)); err != nil {
+			v.fail(pre+".client_auth.key_file", "cannot read: %v", err)
+		} else if k, err := keyfile.ParsePrivateKey(b); err != nil {
+			v.fail(pre+".client_auth.key_file", "%v", err)
+		} else if _, err := keyfile.CheckAlgorithm(k, ca.Algorithm); err != nil {
+			v.fail(pre+".client_auth.algorithm", "%v", err)
+		}
+	default:
+		v.fail(pre+".client_auth.method", "must be client_secret_basic, client_secret_post or private_key_jwt, got %q", ca.Method)
+	}
+}
+
+func (v *validator) validateInternalJWT(j *InternalJWT) {
+	const pre = "internal_jwt."
+	if !slices.Contains(mintAlgorithms, j.Algorithm) {
+		v.fail(pre+"algorithm", "must be ES256 or EdDSA, got %q", j.Algorithm)
+	}
+	if t := j.TTL.D(); t < time.Second || t > maxInternalJWTTTL {
+		v.fail(pre+"ttl", "must be between 1s and 5m")
+	}
+	if j.KeyFile == "" {
+		v.fail(pre+"key_file", "is required (the file is created with a new key when it does not exist)")
+	} else if b, err := os.ReadFile(v.file(j.KeyFile)); err == nil {
+		v.checkMintKey(pre+"key_file", b)
+	} else if !os.IsNotExist(err) {
+		v.fail(pre+"key_file", "cannot read: %v", err)
+	} else if st, err := os.Stat(filepath.Dir(v.file(j.KeyFile))); err != nil || !st.IsDir() {
+		v.fail(pre+"key_file", "does not exist and its directory %s cannot hold a new key", filepath.Dir(v.file(j.KeyFile)))
+	}
+	for i, f := range j.PreviousKeyFiles {
+		p := fmt.Sprintf("%sprevious_key_files[%d]", pre, i)
+		if b, err := os.ReadFile(v.file(f)); err != nil {
+			v.fail(p, "cannot read: %v", err)
+		} else {
+			v.checkMintKey(p, b)
+		}
+	}
+}
+
+func (v *validator) checkMintKey(p string, pemData []byte) {
+	k, err := keyfile.ParsePrivateKey(pemData)
+	if err != nil {
+		v.fail(p, "%v", err)
+		return
+	}
+	algs, _ := keyfile.Algorithms(k)
+	if len(algs) == 0 || !slices.Contains(mintAlgorithms, algs[0]) {
+		v.fail(p, "must be an EC P-256 (ES256) or Ed25519 (EdDSA) key")
 	}
 }
 
@@ -215,30 +334,7 @@ func (v *validator) validateAgent(a *OAuthAgent, public *url.URL) {
 	if a.ClientID == "" {
 		v.fail(pre+"client_id", "is required")
 	}
-	switch a.ClientAuth.Method {
-	case "client_secret_basic", "client_secret_post":
-		if a.ClientSecret.IsZero() {
-			v.fail(pre+"client_secret", "is required for client_auth.method %s (or use client_secret_file)", a.ClientAuth.Method)
-		}
-		if a.ClientAuth.KeyFile != "" {
-			v.fail(pre+"client_auth.key_file", "is only used with method private_key_jwt")
-		}
-	case "private_key_jwt":
-		if !a.ClientSecret.IsZero() {
-			v.fail(pre+"client_secret", "must not be set with client_auth.method private_key_jwt")
-		}
-		if a.ClientAuth.KeyFile == "" {
-			v.fail(pre+"client_auth.key_file", "is required for method private_key_jwt")
-		} else if b, err := os.ReadFile(v.file(a.ClientAuth.KeyFile)); err != nil {
-			v.fail(pre+"client_auth.key_file", "cannot read: %v", err)
-		} else if k, err := keyfile.ParsePrivateKey(b); err != nil {
-			v.fail(pre+"client_auth.key_file", "%v", err)
-		} else if _, err := keyfile.CheckAlgorithm(k, a.ClientAuth.Algorithm); err != nil {
-			v.fail(pre+"client_auth.algorithm", "%v", err)
-		}
-	default:
-		v.fail(pre+"client_auth.method", "must be client_secret_basic, client_secret_post or private_key_jwt, got %q", a.ClientAuth.Method)
-	}
+	v.validateClientAuth("oauth_agent", a.ClientAuth, a.ClientSecret)
 	redirect := v.url(pre+"redirect_uri", a.RedirectURI, true, true)
 	v.url(pre+"post_logout_redirect_uri", a.PostLogoutRedirectURI, false, true)
 	if !slices.Contains(strings.Fields(a.Scope), "openid") {
@@ -393,25 +489,126 @@ func (v *validator) validateRoutes(c *Config) {
 		if r.BodyLimit() < 0 {
 			v.fail(pre+"max_body_bytes", "must not be negative")
 		}
-		if len(r.Entry) == 0 {
-			v.fail(pre+"entry", "at least one entry is required (one of %s)", strings.Join(knownEntries, ", "))
+		v.validateRouteAuth(c, i, r)
+	}
+}
+
+// validateRouteAuth checks how a route authenticates, authorizes and forwards.
+func (v *validator) validateRouteAuth(c *Config, i int, r *Route) {
+	pre := fmt.Sprintf("routes[%d].", i)
+	if len(r.Entry) == 0 {
+		v.fail(pre+"entry", "at least one entry is required (one of %s)", strings.Join(knownEntries, ", "))
+	}
+	seen := map[string]bool{}
+	for j, e := range r.Entry {
+		p := fmt.Sprintf("%sentry[%d]", pre, j)
+		switch {
+		case !slices.Contains(knownEntries, e):
+			v.fail(p, "%q is not a supported entry (supported: %s)", e, strings.Join(knownEntries, ", "))
+			continue
+		case seen[e]:
+			v.fail(p, "%q is listed twice", e)
 		}
-		for j, e := range r.Entry {
-			p := fmt.Sprintf("%sentry[%d]", pre, j)
-			if !slices.Contains(knownEntries, e) {
-				v.fail(p, "%q is not a supported entry (supported: %s)", e, strings.Join(knownEntries, ", "))
-				continue
+		seen[e] = true
+		if e == "cookie" {
+			if c.OAuthAgent == nil {
+				v.fail(p, "the cookie entry needs oauth_agent (its cookie settings and trusted origins)")
+			} else if validPathPrefix(r.Path) && validPathPrefix(c.OAuthAgent.Cookie.Path) && !PathCovers(c.OAuthAgent.Cookie.Path, r.Path) {
+				v.fail("oauth_agent.cookie.path", "%q does not cover %s %q; the browser would not send the cookies there", c.OAuthAgent.Cookie.Path, pre+"path", r.Path)
 			}
-			if e == "cookie" {
-				if c.OAuthAgent == nil {
-					v.fail(p, "the cookie entry needs oauth_agent (its cookie settings and trusted origins)")
-				} else if validPathPrefix(r.Path) && validPathPrefix(c.OAuthAgent.Cookie.Path) && !PathCovers(c.OAuthAgent.Cookie.Path, r.Path) {
-					v.fail("oauth_agent.cookie.path", "%q does not cover %s %q; the browser would not send the cookies there", c.OAuthAgent.Cookie.Path, pre+"path", r.Path)
+		}
+	}
+	if !slices.Contains(knownForwards, r.Forward) {
+		v.fail(pre+"forward", "%q is not supported (supported: %s)", r.Forward, strings.Join(knownForwards, ", "))
+	}
+	checked := r.TokenFormat != ""
+	switch {
+	case r.TokenFormat != "" && !slices.Contains(knownTokenFormats, r.TokenFormat):
+		v.fail(pre+"token_format", "must be jwt or opaque, got %q", r.TokenFormat)
+		return
+	case seen["bearer"] && !checked:
+		v.fail(pre+"token_format", "is required with the bearer entry (jwt or opaque; Gatehouse never guesses)")
+	case seen["anonymous"] && len(r.Entry) == 1 && checked:
+		v.fail(pre+"token_format", "has no effect on a route whose only entry is anonymous")
+	}
+	if r.TokenFormat == "jwt" {
+		if r.Audience == "" {
+			v.fail(pre+"audience", "is required with token_format jwt (the aud incoming tokens must contain)")
+		}
+		if c.AuthorizationServer == nil {
+			v.fail(pre+"token_format", "jwt needs authorization_server (the issuer and its keys)")
+		}
+	}
+	if r.TokenFormat == "opaque" {
+		if c.AuthorizationServer == nil {
+			v.fail(pre+"token_format", "opaque needs authorization_server (its introspection endpoint)")
+		} else if c.RouteIntrospection(r) == nil {
+			v.fail(pre+"introspection", "token_format opaque needs an introspection client: set authorization_server.introspection or routes[].introspection")
+		}
+	}
+	if r.Introspection != nil {
+		v.validateIntrospection(pre+"introspection", r.Introspection)
+		if r.TokenFormat != "opaque" {
+			v.fail(pre+"introspection", "is only used with token_format opaque")
+		}
+	}
+	for j, a := range r.Algorithms {
+		if !slices.Contains(allowedAlgorithms, a) {
+			v.fail(fmt.Sprintf("%salgorithms[%d]", pre, j), "%q is not allowed (allowed: %s; never none or HMAC)", a, strings.Join(allowedAlgorithms, ", "))
+		}
+	}
+	if (len(r.Algorithms) > 0 || r.AcceptUntypedJWT) && r.TokenFormat != "jwt" {
+		v.fail(pre+"token_format", "algorithms and accept_untyped_jwt apply only to token_format jwt")
+	}
+	if l := r.Leeway.D(); l < 0 || l > maxRouteLeeway {
+		v.fail(pre+"leeway", "must be between 0s and 60s")
+	}
+	mints := false
+	switch r.Forward {
+	case "phantom":
+		if r.TokenFormat != "opaque" {
+			v.fail(pre+"forward", "phantom needs token_format opaque (it introspects opaque tokens)")
+		} else if in := c.RouteIntrospection(r); in != nil && in.Format != "jwt" {
+			mints = true
+		}
+	case "internal_jwt":
+		if !checked {
+			v.fail(pre+"forward", "internal_jwt needs token_format (Gatehouse mints only from a verified token)")
+		}
+		mints = true
+	}
+	if mints {
+		if r.Audience == "" {
+			v.fail(pre+"audience", "is required with forward %s (the aud of the JWT Gatehouse mints)", r.Forward)
+		}
+		if c.InternalJWT == nil {
+			v.fail("internal_jwt", "is required by %sforward %s (the key Gatehouse signs with)", pre, r.Forward)
+		}
+	}
+	if len(r.ForwardClaims) > 0 && !mints {
+		v.fail(pre+"forward_claims", "only applies when Gatehouse mints the upstream JWT (forward internal_jwt, or phantom with json or rfc9701 introspection)")
+	}
+	if q := r.Require; q != nil {
+		if !checked {
+			v.fail(pre+"require", "needs token_format: requirements are checked against a verified token")
+		}
+		if seen["anonymous"] {
+			v.fail(pre+"require", "cannot be combined with the anonymous entry")
+		}
+		if len(q.Scopes)+len(q.AnyScopes)+len(q.Roles)+len(q.AnyRoles)+len(q.Claims) == 0 {
+			v.fail(pre+"require", "is empty; list scopes, any_scopes, roles, any_roles or claims")
+		}
+		for name, vals := range map[string][]string{"scopes": q.Scopes, "any_scopes": q.AnyScopes, "roles": q.Roles, "any_roles": q.AnyRoles} {
+			for j, x := range vals {
+				if x == "" || strings.ContainsAny(x, " \t\"\\") {
+					v.fail(fmt.Sprintf("%srequire.%s[%d]", pre, name, j), "%q is not a valid value", x)
 				}
 			}
 		}
-		if !slices.Contains(knownForwards, r.Forward) {
-			v.fail(pre+"forward", "%q is not supported (supported: %s)", r.Forward, strings.Join(knownForwards, ", "))
+		for k := range q.Claims {
+			if k == "" {
+				v.fail(pre+"require.claims", "claim names must not be empty")
+			}
 		}
 	}
 }
