@@ -96,3 +96,16 @@ func keyType(s crypto.Signer) string {
 	}
 	return fmt.Sprintf("%T", s)
 }
+
+// EncodePEM returns s as a PKCS#8 "PRIVATE KEY" PEM block, the first form
+// ParsePrivateKey reads. It refuses the keys ParsePrivateKey would refuse.
+func EncodePEM(s crypto.Signer) ([]byte, error) {
+	if _, err := check(s); err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(s)
+	if err != nil {
+		return nil, fmt.Errorf("keyfile: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
