@@ -157,9 +157,12 @@ func (v *Verifier) checkClaims(c *Claims, typedAccess bool) error {
 	}
 	now := v.clock()
 	if c.Expiry.IsZero() {
-		return fmt.Errorf("%w: exp is missing", ErrClaims)
-	}
-	if !now.Before(c.Expiry.Add(v.leeway)) {
+		// An introspection response need not expire (RFC 9701 section 5);
+		// every token must.
+		if v.purpose != IntrospectionResponse {
+			return fmt.Errorf("%w: exp is missing", ErrClaims)
+		}
+	} else if !now.Before(c.Expiry.Add(v.leeway)) {
 		return fmt.Errorf("%w: expired at %s", ErrExpired, c.Expiry.Format(time.RFC3339))
 	}
 	if !c.NotBefore.IsZero() && now.Add(v.leeway).Before(c.NotBefore) {
@@ -189,6 +192,14 @@ func (v *Verifier) checkClaims(c *Claims, typedAccess bool) error {
 			if _, ok := c.Raw["nonce"]; ok {
 				return fmt.Errorf("%w: untyped token with a nonce claim is an ID token", ErrClaims)
 			}
+		}
+	case IntrospectionResponse:
+		// RFC 9701 section 5.
+		if c.IssuedAt.IsZero() {
+			return fmt.Errorf("%w: iat is missing", ErrClaims)
+		}
+		if _, ok := c.Raw["token_introspection"].(map[string]any); !ok {
+			return fmt.Errorf("%w: token_introspection is missing or not an object", ErrClaims)
 		}
 	}
 	return nil

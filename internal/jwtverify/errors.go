@@ -35,7 +35,8 @@ var (
 	// ErrType: the typ header does not fit the verifier's purpose.
 	ErrType = errors.New("jwtverify: wrong token type")
 	// ErrClaims: a required claim is missing or has the wrong JSON type, an
-	// ID token is used as an access token, or azp does not fit.
+	// ID token is used as an access token, azp does not fit, or an
+	// introspection response lacks iat or its token_introspection object.
 	ErrClaims = errors.New("jwtverify: invalid claims")
 )
 

@@ -9,8 +9,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// FuzzVerify feeds arbitrary strings to an access-token and an ID-token
-// verifier. Nothing may panic, every error must carry a sentinel, and only
+// FuzzVerify feeds arbitrary strings to access-token, ID-token and
+// introspection-response verifiers. Nothing may panic, every error must carry a sentinel, and only
 // tokens the test itself signed with the published keys may verify.
 func FuzzVerify(f *testing.F) {
 	k := testKeys(f)
@@ -20,6 +20,7 @@ func FuzzVerify(f *testing.F) {
 		fx.verifier(Config{Purpose: AccessToken}),
 		fx.verifier(Config{Purpose: AccessToken, AcceptUntyped: true}),
 		fx.verifier(Config{Purpose: IDToken}),
+		fx.verifier(Config{Purpose: IntrospectionResponse}),
 	}
 	signed := map[string]bool{} // tokens signed by a published key
 	add := func(raw string, bySetKey bool) {
@@ -39,6 +40,7 @@ func FuzzVerify(f *testing.F) {
 		add(sign(f, s), true)
 	}
 	add(sign(f, tokenSpec{key: k.rsa1, alg: jose.RS256, kid: "rsa1", claims: idClaims(now)}), true)
+	add(introspectionResponse(f, now, nil), true)
 	expired := claims(now)
 	expired["exp"] = now.Add(-time.Hour).Unix()
 	add(sign(f, tokenSpec{key: k.rsa1, alg: jose.RS256, kid: "rsa1", typ: "at+jwt", claims: expired}), true)

@@ -1,5 +1,6 @@
 // Package jwtverify verifies signed JWTs — ID tokens from the authorization
-// server and JWT access tokens from bearer clients — against a remote JWKS.
+// server, JWT access tokens from bearer clients, and signed token
+// introspection responses (RFC 9701) — against a remote JWKS.
 //
 // A KeySet holds the provider's keys: fetched lazily, refetched at most once
 // per interval when a token names an unknown key, never because a known key
@@ -47,6 +48,13 @@ const (
 	IDToken Purpose = iota + 1
 	// AccessToken is a JWT access token (RFC 9068).
 	AccessToken
+	// IntrospectionResponse is a JWT response from an introspection
+	// endpoint (RFC 9701 section 5): typ token-introspection+jwt (optionally
+	// with the application/ prefix), aud containing the introspecting
+	// client's id (Config.Audience), iat required, exp optional, and a
+	// token_introspection claim that is a JSON object. Reading that object
+	// is the caller's job.
+	IntrospectionResponse
 )
 
 func (p Purpose) String() string {
@@ -55,13 +63,15 @@ func (p Purpose) String() string {
 		return "id_token"
 	case AccessToken:
 		return "access_token"
+	case IntrospectionResponse:
+		return "introspection_response"
 	}
 	return fmt.Sprintf("Purpose(%d)", int(p))
 }
 
 // Config configures a Verifier. Zero values take the documented defaults.
 type Config struct {
-	// Purpose is IDToken or AccessToken (required).
+	// Purpose is IDToken, AccessToken or IntrospectionResponse (required).
 	Purpose Purpose
 	// Issuer must equal iss exactly (required).
 	Issuer string
@@ -76,7 +86,8 @@ type Config struct {
 	Leeway time.Duration
 	// AcceptUntyped, for AccessToken only, accepts a token whose typ header
 	// is missing or not at+jwt; such a token is then refused if it carries a
-	// nonce claim (it is an ID token).
+	// nonce claim (it is an ID token) or is typed token-introspection+jwt
+	// (it is an RFC 9701 introspection response).
 	AcceptUntyped bool
 	// Clock defaults to time.Now.
 	Clock func() time.Time
@@ -101,8 +112,8 @@ func New(keys *KeySet, cfg Config) (*Verifier, error) {
 	if keys == nil {
 		errs = append(errs, errors.New("key set is required"))
 	}
-	if cfg.Purpose != IDToken && cfg.Purpose != AccessToken {
-		errs = append(errs, fmt.Errorf("purpose %d: must be IDToken or AccessToken", int(cfg.Purpose)))
+	if cfg.Purpose != IDToken && cfg.Purpose != AccessToken && cfg.Purpose != IntrospectionResponse {
+		errs = append(errs, fmt.Errorf("purpose %d: must be IDToken, AccessToken or IntrospectionResponse", int(cfg.Purpose)))
 	}
 	if cfg.Issuer == "" {
 		errs = append(errs, errors.New("issuer is required"))
@@ -251,6 +262,7 @@ func (v *Verifier) checkHeader(h jose.Header) (typedAccess bool, err error) {
 		typ = strings.ToLower(s)
 	}
 	typedAccess = typ == "at+jwt" || typ == "application/at+jwt"
+	typedIntrospection := typ == "token-introspection+jwt" || typ == "application/token-introspection+jwt"
 	switch v.purpose {
 	case IDToken:
 		// Only a plain JWT can be an ID token: this refuses access tokens
@@ -261,6 +273,18 @@ func (v *Verifier) checkHeader(h jose.Header) (typedAccess bool, err error) {
 	case AccessToken:
 		if !typedAccess && !v.acceptUntyped {
 			return false, fmt.Errorf("%w: typ %s, want at+jwt", ErrType, quote(typ))
+		}
+		// AcceptUntyped must not turn a signed introspection response
+		// (whose aud is Gatehouse's client) into an access token.
+		if typedIntrospection {
+			return false, fmt.Errorf("%w: typ %s is an introspection response", ErrType, quote(typ))
+		}
+	case IntrospectionResponse:
+		// RFC 9701 section 5: the typ header is required, which keeps an
+		// access or ID token signed by the same keys from passing as an
+		// introspection response (and the other way round).
+		if !typedIntrospection {
+			return false, fmt.Errorf("%w: typ %s, want token-introspection+jwt", ErrType, quote(typ))
 		}
 	}
 	return typedAccess, nil

@@ -601,7 +601,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"ID token", f.keys, func(c *Config) { c.Purpose = IDToken }, ""},
 		{"no key set", nil, func(c *Config) {}, "key set is required"},
 		{"no purpose", f.keys, func(c *Config) { c.Purpose = 0 }, "purpose"},
-		{"unknown purpose", f.keys, func(c *Config) { c.Purpose = 3 }, "purpose"},
+		{"unknown purpose", f.keys, func(c *Config) { c.Purpose = 99 }, "purpose"},
 		{"no issuer", f.keys, func(c *Config) { c.Issuer = "" }, "issuer is required"},
 		{"no audience", f.keys, func(c *Config) { c.Audience = "" }, "audience is required"},
 		{"alg none", f.keys, func(c *Config) { c.Algorithms = []string{"RS256", "none"} }, `"none" is never allowed`},
