@@ -79,17 +79,19 @@ func newCache(maxEntries int) *cache {
 	return &cache{max: maxEntries, entries: make(map[cacheKey]*entry), inflight: make(map[cacheKey]*call)}
 }
 
+// lookup returns the usable entry for k, or nil.
+func (c *cache) lookup(k cacheKey, now time.Time, s *Subject) *entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e := c.entries[k]; e.usable(now, s) {
+		return e
+	}
+	return nil
+}
+
 // get returns the usable entry for k, or the result of mint, which runs once
 // for all the callers that miss k at the same time.
 func (c *cache) get(k cacheKey, now time.Time, s *Subject, mint func() (*entry, error)) (*entry, error) {
-	c.mu.RLock()
-	e := c.entries[k]
-	ok := e.usable(now, s)
-	c.mu.RUnlock()
-	if ok {
-		return e, nil
-	}
-
 	c.mu.Lock()
 	if e := c.entries[k]; e.usable(now, s) {
 		c.mu.Unlock()

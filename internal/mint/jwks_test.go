@@ -76,7 +76,11 @@ func TestJWKSHasNoPrivateKeyMaterial(t *testing.T) {
 		}
 	}
 	b64 := base64.RawURLEncoding.EncodeToString
-	for name, secret := range map[string][]byte{"EC d": es.D.Bytes(), "Ed25519 seed": ed.Seed()} {
+	d, err := es.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, secret := range map[string][]byte{"EC d": d, "Ed25519 seed": ed.Seed()} {
 		if strings.Contains(string(body), b64(secret)) {
 			t.Errorf("JWKS contains the %s", name)
 		}

@@ -373,16 +373,26 @@ func (m *Minter) Mint(s Subject, audience string) (string, error) {
 		}
 		exp = min(exp, s.Expiry.Unix())
 	}
-	t := tokenSpec{subject: &s, audience: audience, scope: scope, iat: iat, exp: exp}
 	if s.CacheKey == "" {
-		return m.sign(t)
+		return m.sign(tokenSpec{subject: s, audience: audience, scope: scope, iat: iat, exp: exp})
 	}
-	e, err := m.cache.get(cacheKey{cred: s.CacheKey, aud: audience, scope: scope}, now, &s, func() (*entry, error) {
+	key := cacheKey{cred: s.CacheKey, aud: audience, scope: scope}
+	if e := m.cache.lookup(key, now, &s); e != nil {
+		return e.token, nil
+	}
+	return m.mintCached(key, now, s, tokenSpec{audience: audience, scope: scope, iat: iat, exp: exp})
+}
+
+// mintCached mints on a cache miss, once for concurrent misses of key. It is
+// apart from Mint so that only a miss moves s to the heap.
+func (m *Minter) mintCached(key cacheKey, now time.Time, s Subject, t tokenSpec) (string, error) {
+	t.subject = s
+	e, err := m.cache.get(key, now, &s, func() (*entry, error) {
 		raw, err := m.sign(t)
 		if err != nil {
 			return nil, err
 		}
-		return newEntry(raw, &s, iat, exp), nil
+		return newEntry(raw, &s, t.iat, t.exp), nil
 	})
 	if err != nil {
 		return "", err
@@ -392,7 +402,7 @@ func (m *Minter) Mint(s Subject, audience string) (string, error) {
 
 // tokenSpec is what sign needs, validated.
 type tokenSpec struct {
-	subject  *Subject
+	subject  Subject
 	audience string
 	scope    string
 	iat, exp int64
