@@ -129,7 +129,8 @@ type Subject struct {
 	// must be an RFC 6749 scope-token: no spaces, quotes or backslashes.
 	Scopes []string
 	// Expiry is the source credential's exp; zero when unknown. The minted
-	// token never outlives it, and Mint fails when it is not after now.
+	// token never outlives it, and Mint fails with ErrSourceExpired when it
+	// is not after now (compared in whole seconds, as exp is written).
 	Expiry time.Time
 	// Claims are extra claims copied into the token (roles, acr, ...). The
 	// names IsReservedClaim reports are dropped; values must encode as JSON.
