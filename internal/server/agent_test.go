@@ -898,11 +898,14 @@ func TestExtraParams(t *testing.T) {
 // rotated-out token is invalid_grant → 401 session_expired with every cookie
 // cleared on its own path.
 func TestRefreshRules(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e, as := newEnvWithFaultyAS(t, "2s")
 	b := e.browser
 	csrf := e.login(b)
 	old := e.cookieHeader(b, "/oauth-agent/refresh")
 	before := e.idp.Stats().TokenRefresh
+	// The provider answers the refresh after half a second, so that all
+	// concurrent calls are in flight while the first one is at the provider.
+	as.set(devidp.PathToken, modeSlow)
 
 	const n = 10
 	type result struct {

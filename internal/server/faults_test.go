@@ -1,12 +1,8 @@
 package server_test
 
 import (
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,18 +74,7 @@ func TestProviderDownAtStart(t *testing.T) {
 // The fake is a scriptable proxy in front of the real provider.
 func TestAuthorizationServerFaults(t *testing.T) {
 	t.Parallel()
-	var target atomic.Pointer[httputil.ReverseProxy]
-	fake := newScriptedServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		target.Load().ServeHTTP(w, r)
-	}))
-	e := newEnv(t, envOptions{yaml: func(y string) string {
-		y = strings.Replace(y, `  timeout: "2s"`, `  timeout: "1s"`, 1)
-		return insertAfter(t, y, "authorization_server:",
-			"  token_endpoint: \""+fake.URL+devidp.PathToken+"\"\n  userinfo_endpoint: \""+fake.URL+devidp.PathUserinfo+"\"\n")
-	}})
-	idpURL, _ := url.Parse(e.idp.Issuer())
-	target.Store(httputil.NewSingleHostReverseProxy(idpURL))
-
+	e, fake := newEnvWithFaultyAS(t, "1s")
 	b := e.browser
 	csrf := e.login(b)
 	if fake.count(devidp.PathToken) != 1 {

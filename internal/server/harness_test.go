@@ -284,6 +284,7 @@ func (e *env) newBrowser() *http.Client {
 	cc := *e.gw.Client()
 	c := &cc
 	c.Jar = jar
+	c.Timeout = 30 * time.Second // a hanging gateway fails the test instead of stalling it
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return c
 }

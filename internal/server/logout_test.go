@@ -55,7 +55,10 @@ func TestLogoutRules(t *testing.T) {
 		t.Error("a refused logout revoked the refresh token")
 	}
 
-	r := e.do(b, "POST", "/oauth-agent/logout", nil, withCSRF(csrf))
+	// Every session cookie is presented (also -id, which a browser sends only
+	// to /claims): without send_id_token_hint the ID token stays out of the URL.
+	r := e.do(e.raw(), "POST", "/oauth-agent/logout", nil, withCSRF(csrf),
+		withCookies(cookieLine("example-at", s.at, "example-csrf", s.csrf, "example-auth", s.auth, "example-id", s.id)))
 	if r.StatusCode != 200 {
 		t.Fatalf("logout: %d %s", r.StatusCode, r.body)
 	}

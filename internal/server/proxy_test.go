@@ -181,6 +181,10 @@ func TestProxyPaths(t *testing.T) {
 		"//api/orders",
 		"/api//orders",
 		"/api\\x",
+		"/api/a\\..\\..\\oauth-agent",
+		"/api/a%2Fb",
+		"/api/a%2fb",
+		"/api/a%5Cb",
 		"/api/%5c..%5cx",
 		"/api/x%00y",
 		"/api/x%0d%0aInjected:%20yes",
@@ -424,6 +428,7 @@ func TestProxyWebSocket(t *testing.T) {
 			return
 		}
 		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
 		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
 		_ = brw.Flush()
 		buf := make([]byte, 4)

@@ -10,12 +10,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/devidp"
 	"github.com/gatehouse-dev/gatehouse/internal/seal"
 )
 
@@ -38,6 +41,7 @@ var agentEndpoints = []struct{ method, path string }{
 func (e *env) raw() *http.Client {
 	cc := *e.gw.Client()
 	cc.Jar = nil
+	cc.Timeout = 30 * time.Second
 	cc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &cc
 }
@@ -295,6 +299,7 @@ const (
 	modeGarbage      = "garbage"
 	modeHang         = "hang"
 	modeInvalidGrant = "invalid_grant"
+	modeSlow         = "slow" // pass on after half a second
 )
 
 func newScriptedServer(t *testing.T, next http.Handler) *scriptedServer {
@@ -323,6 +328,13 @@ func newScriptedServer(t *testing.T, next http.Handler) *scriptedServer {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = io.WriteString(w, `{"error":"invalid_grant","error_description":"code expired"}`)
+		case modeSlow:
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			s.next.ServeHTTP(w, r)
 		default:
 			if s.next == nil {
 				http.NotFound(w, r)
@@ -363,4 +375,23 @@ func (e *env) setUpstreamHandler(h http.HandlerFunc) {
 	e.api.mu.Lock()
 	e.api.handler = h
 	e.api.mu.Unlock()
+}
+
+// newEnvWithFaultyAS returns an env whose token and userinfo endpoints are
+// a scriptedServer in front of the provider (passing through by default),
+// with authorization_server.timeout set to asTimeout.
+func newEnvWithFaultyAS(t *testing.T, asTimeout string) (*env, *scriptedServer) {
+	t.Helper()
+	var target atomic.Pointer[httputil.ReverseProxy]
+	fake := newScriptedServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		target.Load().ServeHTTP(w, r)
+	}))
+	e := newEnv(t, envOptions{yaml: func(y string) string {
+		y = strings.Replace(y, `  timeout: "2s"`, `  timeout: "`+asTimeout+`"`, 1)
+		return insertAfter(t, y, "authorization_server:",
+			"  token_endpoint: \""+fake.URL+devidp.PathToken+"\"\n  userinfo_endpoint: \""+fake.URL+devidp.PathUserinfo+"\"\n")
+	}})
+	idpURL, _ := url.Parse(e.idp.Issuer())
+	target.Store(httputil.NewSingleHostReverseProxy(idpURL))
+	return e, fake
 }
