@@ -1044,7 +1044,8 @@ func TestSessionEnds(t *testing.T) {
 }
 
 // TestAgentResponseHeaders pins invariant 12 on every agent endpoint, on
-// successes and errors alike.
+// successes and errors alike, and the CORS grant for the trusted origin on
+// every one of them.
 func TestAgentResponseHeaders(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	b := e.browser
@@ -1080,7 +1081,14 @@ func TestAgentResponseHeaders(t *testing.T) {
 	statuses := map[int]bool{}
 	for i, r := range seen {
 		statuses[r.StatusCode] = true
-		checkAgentHeaders(t, fmt.Sprintf("#%d %s %s (%d)", i, r.Request.Method, r.Request.URL.Path, r.StatusCode), r)
+		what := fmt.Sprintf("#%d %s %s (%d)", i, r.Request.Method, r.Request.URL.Path, r.StatusCode)
+		checkAgentHeaders(t, what, r)
+		// CORS grant for the trusted origin on successes and errors alike.
+		if r.Request.Header.Get("Origin") == spaOrigin {
+			checkCORS(t, what, r)
+		} else {
+			checkNoCORS(t, what, r)
+		}
 	}
 	for _, s := range []int{200, 204, 400, 401, 404, 405} {
 		if !statuses[s] {

@@ -238,3 +238,74 @@ func TestClientAuthMethods(t *testing.T) {
 		})
 	}
 }
+
+// TestCookieLayouts runs a session with the cookie layouts other than the
+// default: a __Host- name prefix (every cookie on Path=/, the CSRF header
+// named after the prefix) and a custom base path (-auth and -id follow it,
+// and are cleared there).
+func TestCookieLayouts(t *testing.T) {
+	t.Parallel()
+	t.Run("__Host- prefix", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{yaml: func(y string) string {
+			return strings.Replace(y, `name_prefix: "example"`, `name_prefix: "__Host-example"`, 1)
+		}})
+		b := e.browser
+		authURL := e.loginStart(b, nil)
+		r := e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": e.authorize(authURL)})
+		if r.StatusCode != 200 {
+			t.Fatalf("login/end: %d %s", r.StatusCode, r.body)
+		}
+		csrf, _ := r.json(t)["csrf"].(string)
+		for _, c := range r.Cookies() {
+			if !strings.HasPrefix(c.Name, "__Host-example-") || c.Path != "/" || !c.Secure || c.Domain != "" {
+				t.Errorf("cookie %s: path %q secure %v domain %q; __Host- needs Path=/, Secure, no Domain", c.Name, c.Path, c.Secure, c.Domain)
+			}
+		}
+		if r := e.do(b, "GET", "/api/orders", nil); r.StatusCode != 200 || e.api.last(t).Header.Get("Cookie") != "" {
+			t.Fatalf("API: %d", r.StatusCode)
+		}
+		r = e.do(b, "POST", "/oauth-agent/refresh", nil, withCSRF(csrf))
+		expectErr(t, "refresh with the default CSRF header name", r, 401, "unauthorized_request")
+		hdr := withHeader("x-__Host-example-csrf", csrf)
+		if r := e.do(b, "POST", "/oauth-agent/refresh", nil, hdr); r.StatusCode != 204 {
+			t.Fatalf("refresh: %d %s", r.StatusCode, r.body)
+		}
+		if r := e.do(b, "POST", "/api/orders", `{}`, hdr); r.StatusCode != 200 || e.api.last(t).Header.Get("X-__host-example-Csrf") != "" {
+			t.Fatalf("API POST: %d", r.StatusCode)
+		}
+		r = e.do(b, "POST", "/oauth-agent/logout", nil, hdr)
+		checkCleared(t, "logout", r, map[string]string{"__Host-example-auth": "/", "__Host-example-at": "/", "__Host-example-id": "/", "__Host-example-csrf": "/"})
+	})
+	t.Run("custom base path", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envOptions{yaml: func(y string) string {
+			return insertAfter(t, y, "oauth_agent:", "  base_path: \"/bff\"\n")
+		}})
+		b := e.browser
+		r := e.do(b, "POST", "/bff/login/start", nil)
+		if r.StatusCode != 200 {
+			t.Fatalf("login/start: %d %s", r.StatusCode, r.body)
+		}
+		r = e.do(b, "POST", "/bff/login/end", map[string]string{"pageUrl": e.authorize(r.json(t)["authorizationRequestUrl"].(string))})
+		if r.StatusCode != 200 {
+			t.Fatalf("login/end: %d %s", r.StatusCode, r.body)
+		}
+		csrf, _ := r.json(t)["csrf"].(string)
+		sc := setCookies(r)
+		if sc["example-auth"] == nil || sc["example-auth"].Path != "/bff" || sc["example-id"] == nil || sc["example-id"].Path != "/bff/claims" {
+			t.Fatalf("cookie paths do not follow the base path: %v", r.Header.Values("Set-Cookie"))
+		}
+		if r := e.do(b, "GET", "/bff/claims", nil); r.StatusCode != 200 {
+			t.Errorf("claims: %d", r.StatusCode)
+		}
+		if r := e.do(b, "POST", "/bff/refresh", nil, withCSRF(csrf)); r.StatusCode != 204 {
+			t.Errorf("refresh: %d %s", r.StatusCode, r.body)
+		}
+		r = e.do(b, "POST", "/oauth-agent/login/start", nil)
+		expectErr(t, "the default base path", r, 404, "not_found")
+		r = e.do(b, "POST", "/bff/logout", nil, withCSRF(csrf))
+		checkCleared(t, "logout", r, map[string]string{"example-auth": "/bff", "example-at": "/", "example-id": "/bff/claims", "example-csrf": "/"})
+		checkAgentHeaders(t, "logout", r)
+	})
+}
