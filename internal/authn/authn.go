@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/httperr"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -21,11 +22,25 @@ type Principal struct {
 	ClientID string
 	Scopes   []string
 	Claims   map[string]any
+	// Expiry of the caller's token; zero when unknown (an unchecked cookie token).
+	Expiry time.Time
 	// Token is the caller's access token, redacted in logs and output.
 	Token secret.Value
-	// Method names the entry that proved the caller ("cookie").
+	// TokenHash is the hex SHA-256 of Token: the caller's identity for caches.
+	TokenHash string
+	// UpstreamJWT is a JWT the authorization server issued for this token
+	// (Curity-style introspection with Accept: application/jwt), forwarded as
+	// is by forward: phantom.
+	UpstreamJWT secret.Value
+	// Method names the entry that proved the caller: cookie, bearer or anonymous.
 	Method string
+	// Checked reports whether the token was verified (JWT) or introspected;
+	// an unchecked cookie token only proves the cookie was sealed by Gatehouse.
+	Checked bool
 }
+
+// Anonymous reports whether p is the anonymous caller.
+func (p *Principal) Anonymous() bool { return p.Method == "anonymous" }
 
 type ctxKey struct{}
 
@@ -59,12 +74,22 @@ var ErrForbidden = httperr.New(http.StatusForbidden, httperr.CodeForbidden, "Acc
 // errNoCredential is the cause when a request carries no credential at all.
 var errNoCredential = errors.New("authn: no credential presented")
 
-// Authenticate runs the first of entries whose credential r carries. A
-// request with credentials for several entries is refused: it is either a
-// confused client or an attempt to have one credential checked and another used.
+// Authenticate runs the entry whose credential r carries. A request with
+// credentials for several entries is refused: it is either a confused client
+// or an attempt to have one credential checked and another used. Without any
+// credential the anonymous entry (when listed) admits the request; an invalid
+// credential never falls back to anonymous.
 func Authenticate(r *http.Request, entries []Entry) (*Principal, error) {
-	var chosen Entry
+	var chosen, anonymous Entry
+	bearer := false
 	for _, e := range entries {
+		switch e.Name() {
+		case "anonymous":
+			anonymous = e
+			continue
+		case "bearer":
+			bearer = true
+		}
 		if e.Present(r) {
 			if chosen != nil {
 				return nil, ErrUnauthorized.WithCause(errors.New("authn: request carries credentials of entries " + chosen.Name() + " and " + e.Name()))
@@ -72,12 +97,23 @@ func Authenticate(r *http.Request, entries []Entry) (*Principal, error) {
 			chosen = e
 		}
 	}
-	if chosen == nil {
-		names := make([]string, len(entries))
-		for i, e := range entries {
-			names[i] = e.Name()
-		}
-		return nil, ErrUnauthorized.WithCause(errors.New(errNoCredential.Error() + " (route accepts " + strings.Join(names, ", ") + ")"))
+	if chosen != nil {
+		return chosen.Authenticate(r)
 	}
-	return chosen.Authenticate(r)
+	if anonymous != nil {
+		return anonymous.Authenticate(r)
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	err := ErrUnauthorized.WithCause(errors.New(errNoCredential.Error() + " (route accepts " + strings.Join(names, ", ") + ")"))
+	if bearer {
+		// RFC 6750 section 3.1: no error code when no credential was sent.
+		err.WWWAuthenticate = `Bearer realm="` + Realm + `"`
+	}
+	return nil, err
 }
+
+// Realm is the realm of Gatehouse's WWW-Authenticate challenges.
+const Realm = "gatehouse"

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/gatehouse-dev/gatehouse/internal/httperr"
 	"github.com/gatehouse-dev/gatehouse/internal/origin"
-	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/sessioncookie"
 )
 
@@ -16,6 +16,9 @@ import (
 type Cookie struct {
 	Cookies *sessioncookie.Codec
 	Origins *origin.Policy
+	// Checker checks the access token from the cookie; nil forwards it
+	// unchecked (the route has no token_format).
+	Checker Checker
 }
 
 // Name implements Entry.
@@ -51,5 +54,19 @@ func (c *Cookie) Authenticate(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, ErrUnauthorized.WithCause(err)
 	}
-	return &Principal{Token: secret.New(at), Method: "cookie"}, nil
+	checker := c.Checker
+	if checker == nil {
+		checker = Unchecked{}
+	}
+	p, err := checker.Check(r.Context(), at)
+	if err != nil {
+		var he *httperr.Error
+		if errors.As(err, &he) && he.Status == http.StatusUnauthorized {
+			// The SPA reacts to any 401 by refreshing; keep the proxy's code.
+			return nil, ErrUnauthorized.WithCause(err)
+		}
+		return nil, err
+	}
+	p.Method = "cookie"
+	return p, nil
 }
