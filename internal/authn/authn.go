@@ -5,7 +5,6 @@
 package authn
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -41,19 +40,6 @@ type Principal struct {
 
 // Anonymous reports whether p is the anonymous caller.
 func (p *Principal) Anonymous() bool { return p.Method == "anonymous" }
-
-type ctxKey struct{}
-
-// WithPrincipal returns ctx carrying p.
-func WithPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, ctxKey{}, p)
-}
-
-// FromContext returns the Principal carried by ctx, or nil.
-func FromContext(ctx context.Context) *Principal {
-	p, _ := ctx.Value(ctxKey{}).(*Principal)
-	return p
-}
 
 // Entry authenticates requests one way.
 type Entry interface {

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/authn"
+	"github.com/gatehouse-dev/gatehouse/internal/authz"
+	"github.com/gatehouse-dev/gatehouse/internal/forward"
 	"github.com/gatehouse-dev/gatehouse/internal/httperr"
 	"github.com/gatehouse-dev/gatehouse/internal/origin"
 	"github.com/gatehouse-dev/gatehouse/internal/sessioncookie"
@@ -42,6 +44,10 @@ type Route struct {
 	MaxBody     int64
 	Websocket   bool
 	Entries     []authn.Entry
+	// Require, when set, must pass before the request is forwarded.
+	Require *authz.Policy
+	// Forward picks the upstream's bearer token; nil forwards the caller's.
+	Forward forward.Forwarder
 }
 
 // Options are shared by all routes.
@@ -86,6 +92,9 @@ func NewRouter(routes []Route, opts Options) (*Router, error) {
 	for _, r := range routes {
 		if r.Upstream == nil || len(r.Entries) == 0 {
 			return nil, fmt.Errorf("proxy: route %s: upstream and entries are required", r.Name)
+		}
+		if r.Forward == nil {
+			r.Forward = forward.AccessToken{}
 		}
 		x := &route{Route: r, opts: &rt.opts, allow: DefaultMethods}
 		if len(r.Methods) > 0 {
@@ -205,9 +214,21 @@ func (x *route) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	x.rp.ServeHTTP(w, r.WithContext(authn.WithPrincipal(r.Context(), p)))
+	if x.Require != nil {
+		if err := x.Require.Check(p); err != nil {
+			return err
+		}
+	}
+	cred, err := x.Forward.Credential(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	x.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), credentialKey{}, cred)))
 	return nil
 }
+
+// credentialKey carries the upstream's bearer token from serve to rewrite.
+type credentialKey struct{}
 
 func isUpgrade(r *http.Request) bool {
 	for _, v := range r.Header.Values("Connection") {
@@ -250,8 +271,8 @@ func (x *route) rewrite(pr *httputil.ProxyRequest) {
 		h.Del(x.opts.Cookies.CSRFHeader())
 	}
 	x.forwardedHeaders(in, h)
-	if p := authn.FromContext(in.Context()); p != nil && !p.Token.IsZero() {
-		h.Set("Authorization", "Bearer "+p.Token.Reveal())
+	if cred, _ := in.Context().Value(credentialKey{}).(string); cred != "" {
+		h.Set("Authorization", "Bearer "+cred)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/httperr"
+	"github.com/gatehouse-dev/gatehouse/internal/mint"
 	"github.com/gatehouse-dev/gatehouse/internal/oauthagent"
 	"github.com/gatehouse-dev/gatehouse/internal/telemetry"
 )
@@ -26,6 +27,8 @@ func (s *Server) compose(agent *oauthagent.Agent) http.Handler {
 			s.health(w, r)
 		case p == "/readyz":
 			s.readiness(w, r)
+		case p == mint.JWKSPath && s.minter != nil:
+			s.minter.ServeJWKS(w, r)
 		case agent != nil && config.PathCovers(basePath, p):
 			agent.ServeHTTP(w, r)
 		default:

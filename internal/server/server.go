@@ -22,15 +22,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/internal/authn"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/httperr"
+	"github.com/gatehouse-dev/gatehouse/internal/introspect"
 	"github.com/gatehouse-dev/gatehouse/internal/keyfile"
+	"github.com/gatehouse-dev/gatehouse/internal/mint"
 	"github.com/gatehouse-dev/gatehouse/internal/oauthagent"
 	"github.com/gatehouse-dev/gatehouse/internal/oauthclient"
 	"github.com/gatehouse-dev/gatehouse/internal/origin"
 	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/seal"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/sessioncookie"
 )
 
@@ -51,6 +53,8 @@ type Server struct {
 	opts     Options
 	logger   *slog.Logger
 	provider *oauthclient.Provider
+	as       *asDeps
+	minter   *mint.Minter
 	router   *proxy.Router
 	handler  http.Handler
 
@@ -87,10 +91,18 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 				EndSessionEndpoint:    as.EndSessionEndpoint,
 				RevocationEndpoint:    as.RevocationEndpoint,
 				JWKSURI:               as.JWKSURI,
+				IntrospectionEndpoint: as.IntrospectionEndpoint,
 			},
 			HTTPClient: hc,
 			Logger:     s.logger,
 		})
+		s.as = &asDeps{
+			provider: s.provider, hc: hc, now: opts.Now, logger: s.logger, allowHTTP: as.InsecureAllowHTTP,
+			intros: map[*config.Introspection]*introspect.Introspector{},
+			build: func(c *config.Introspection) (oauthclient.ClientAuth, error) {
+				return s.clientAuth("introspection", c.ClientAuth, c.ClientID, c.ClientSecret)
+			},
+		}
 		if a := cfg.OAuthAgent; a != nil {
 			var err error
 			cookies, origins, agent, err = s.buildAgent(a, hc)
@@ -100,23 +112,18 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 	}
 
-	var routes []proxy.Route
-	for i, rc := range cfg.Routes {
-		up, err := url.Parse(rc.Upstream)
+	if j := cfg.InternalJWT; j != nil {
+		m, err := s.buildMinter(j)
 		if err != nil {
-			return nil, fmt.Errorf("server: routes[%d].upstream: %w", i, err)
+			return nil, err
 		}
-		r := proxy.Route{
-			Name: rc.Name, Path: rc.Path, StripPrefix: rc.StripPrefix, Methods: rc.Methods,
-			Upstream: up, Timeout: rc.Timeout.D(), MaxBody: rc.BodyLimit(), Websocket: rc.Websocket,
-		}
-		for _, e := range rc.Entry {
-			switch e {
-			case "cookie":
-				r.Entries = append(r.Entries, &authn.Cookie{Cookies: cookies, Origins: origins})
-			default:
-				return nil, fmt.Errorf("server: routes[%d]: unsupported entry %q", i, e)
-			}
+		s.minter = m
+	}
+	var routes []proxy.Route
+	for i := range cfg.Routes {
+		r, err := s.buildRoute(i, cookies, origins)
+		if err != nil {
+			return nil, err
 		}
 		routes = append(routes, r)
 	}
@@ -175,22 +182,9 @@ func (s *Server) buildAgent(a *config.OAuthAgent, hc *http.Client) (*sessioncook
 	})
 	origins := origin.New(a.TrustedWebOrigins, a.CORSEnabled())
 
-	var auth oauthclient.ClientAuth
-	switch a.ClientAuth.Method {
-	case "client_secret_post":
-		auth = oauthclient.SecretPost{ClientID: a.ClientID, Secret: a.ClientSecret}
-	case "private_key_jwt":
-		key, alg, err := s.readClientKey(a.ClientAuth)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		pk, err := oauthclient.NewPrivateKeyJWT(a.ClientID, s.provider.Issuer(), key, alg, a.ClientAuth.KeyID, s.opts.Now)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		auth = pk
-	default:
-		auth = oauthclient.SecretBasic{ClientID: a.ClientID, Secret: a.ClientSecret}
+	auth, err := s.clientAuth("oauth_agent", a.ClientAuth, a.ClientID, a.ClientSecret)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	client := &oauthclient.Client{Provider: s.provider, ClientID: a.ClientID, Auth: auth, HTTP: hc}
 	agent, err := oauthagent.New(oauthagent.Config{
@@ -207,7 +201,7 @@ func (s *Server) buildAgent(a *config.OAuthAgent, hc *http.Client) (*sessioncook
 		Client:   client,
 		Cookies:  cookies,
 		Origins:  origins,
-		IDTokens: newIDTokenVerifier(s.provider, a.ClientID, s.cfg.AuthorizationServer.InsecureAllowHTTP, hc, s.opts.Now, s.logger),
+		IDTokens: &idTokenVerifier{as: s.as, clientID: a.ClientID},
 		Logger:   s.logger,
 		Now:      s.opts.Now,
 	})
@@ -217,22 +211,33 @@ func (s *Server) buildAgent(a *config.OAuthAgent, hc *http.Client) (*sessioncook
 	return cookies, origins, agent, nil
 }
 
-func (s *Server) readClientKey(ca config.ClientAuth) (key crypto.Signer, alg string, err error) {
-	path := ca.KeyFile
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(s.opts.ConfigDir, path)
+// clientAuth builds a client authentication at the authorization server.
+func (s *Server) clientAuth(field string, ca config.ClientAuth, clientID string, sec secret.Value) (oauthclient.ClientAuth, error) {
+	switch ca.Method {
+	case "client_secret_post":
+		return oauthclient.SecretPost{ClientID: clientID, Secret: sec}, nil
+	case "private_key_jwt":
+		key, alg, err := s.readClientKey(field, ca)
+		if err != nil {
+			return nil, err
+		}
+		return oauthclient.NewPrivateKeyJWT(clientID, s.provider.Issuer(), key, alg, ca.KeyID, s.opts.Now)
 	}
-	data, err := readFile(path)
+	return oauthclient.SecretBasic{ClientID: clientID, Secret: sec}, nil
+}
+
+func (s *Server) readClientKey(field string, ca config.ClientAuth) (key crypto.Signer, alg string, err error) {
+	data, err := readFile(s.abs(ca.KeyFile))
 	if err != nil {
-		return nil, "", fmt.Errorf("server: oauth_agent.client_auth.key_file: %w", err)
+		return nil, "", fmt.Errorf("server: %s.client_auth.key_file: %w", field, err)
 	}
 	signer, err := keyfile.ParsePrivateKey(data)
 	if err != nil {
-		return nil, "", fmt.Errorf("server: oauth_agent.client_auth.key_file: %w", err)
+		return nil, "", fmt.Errorf("server: %s.client_auth.key_file: %w", field, err)
 	}
 	alg, err = keyfile.CheckAlgorithm(signer, ca.Algorithm)
 	if err != nil {
-		return nil, "", fmt.Errorf("server: oauth_agent.client_auth.algorithm: %w", err)
+		return nil, "", fmt.Errorf("server: %s.client_auth.algorithm: %w", field, err)
 	}
 	return signer, alg, nil
 }
