@@ -348,6 +348,12 @@ func (i *Introspector) Introspect(ctx context.Context, token string) (*Result, e
 	if res, ok := i.cache.get(key, i.clock()); ok {
 		return res, nil
 	}
+	return i.miss(ctx, endpoint, token, key)
+}
+
+// miss joins or starts the one call for key. (Apart from Introspect, so that
+// the closure's captures do not cost the cache hit an allocation.)
+func (i *Introspector) miss(ctx context.Context, endpoint, token string, key [sha256.Size]byte) (*Result, error) {
 	// The call is shared: it must not end because the caller who started it
 	// went away. The HTTP client's timeout bounds it.
 	callCtx := context.WithoutCancel(ctx)
@@ -365,18 +371,30 @@ func (i *Introspector) Introspect(ctx context.Context, token string) (*Result, e
 	}
 }
 
-// key is SHA-256(SHA-256(endpoint) || SHA-256(token)).
-func (i *Introspector) key(endpoint, token string) [sha256.Size]byte {
+// smallToken is the size up to which key hashes a token without allocating;
+// opaque tokens are usually far smaller.
+const smallToken = 512
+
+// key is SHA-256(SHA-256(endpoint) || token).
+func (i *Introspector) key(endpoint, token string) (key [sha256.Size]byte) {
 	ep := i.ep.Load()
 	if ep == nil || ep.url != endpoint {
 		ep = &endpointHash{url: endpoint, sum: sha256.Sum256([]byte(endpoint))}
 		i.ep.Store(ep)
 	}
-	var buf [2 * sha256.Size]byte
-	copy(buf[:sha256.Size], ep.sum[:])
-	th := sha256.Sum256([]byte(token))
-	copy(buf[sha256.Size:], th[:])
-	return sha256.Sum256(buf[:])
+	if len(token) <= smallToken {
+		// Hash from a stack copy: []byte(token) would allocate on every
+		// cache hit.
+		var buf [sha256.Size + smallToken]byte
+		copy(buf[:], ep.sum[:])
+		n := copy(buf[sha256.Size:], token)
+		return sha256.Sum256(buf[:sha256.Size+n])
+	}
+	h := sha256.New()
+	h.Write(ep.sum[:])
+	h.Write([]byte(token))
+	h.Sum(key[:0])
+	return key
 }
 
 // checkToken refuses tokens that cannot be access tokens: empty, larger than
