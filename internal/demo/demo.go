@@ -4,6 +4,11 @@
 // SPA, and Gatehouse configured for them. Everything is reached at
 // http://localhost:<port> (one site, so SameSite=Strict cookies flow).
 //
+// It shows the setup of the phantom token pattern: the provider issues opaque
+// access tokens, Gatehouse keeps them in the SPA's cookie, introspects them on
+// each API call (cached) and sends the API a short-lived JWT it signs itself;
+// the API verifies that JWT with Gatehouse's /.well-known/jwks.json.
+//
 // The provider, its user and every key are generated for the run and are for
 // development only; `gatehouse serve` never starts any of them.
 package demo
@@ -17,6 +22,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +31,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/devidp"
 	"github.com/gatehouse-dev/gatehouse/internal/jwtverify"
+	"github.com/gatehouse-dev/gatehouse/internal/mint"
 	"github.com/gatehouse-dev/gatehouse/internal/seal"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/web"
@@ -37,8 +45,10 @@ const (
 	ClientID     = "demo-spa"
 	APIAudience  = "demo-api"
 	CookiePrefix = "demo"
-	AgentPath    = "/oauth-agent"
-	APIPath      = "/api"
+	// IntrospectionClientID is Gatehouse's own client at the provider.
+	IntrospectionClientID = "gatehouse"
+	AgentPath             = "/oauth-agent"
+	APIPath               = "/api"
 )
 
 // Default ports, used unless Options.AutoPorts is set.
@@ -71,7 +81,7 @@ type Demo struct {
 	logger  *slog.Logger
 	servers []*http.Server
 	gw      *server.Server
-	gwLn    net.Listener
+	keyDir  string
 	wg      sync.WaitGroup
 	errc    chan error
 	cancel  context.CancelFunc
@@ -112,10 +122,17 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 		for _, l := range lns {
 			l.Close()
 		}
+		if d.keyDir != "" {
+			_ = os.RemoveAll(d.keyDir)
+		}
 		return nil, err
 	}
 
 	secret, err := randomHex(24)
+	if err != nil {
+		return fail(err)
+	}
+	introspectionSecret, err := randomHex(24)
 	if err != nil {
 		return fail(err)
 	}
@@ -130,8 +147,10 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 			RedirectURIs:           []string{d.SPAURL},
 			PostLogoutRedirectURIs: []string{d.SPAURL},
 			Scopes:                 []string{"read", "write"},
-			AccessTokenAudience:    []string{APIAudience},
+			AccessTokenFormat:      devidp.AccessTokenOpaque,
 			AccessTokenLifetime:    opts.AccessTokenLifetime,
+		}, {
+			ID: IntrospectionClientID, Secret: introspectionSecret, CanIntrospect: true,
 		}},
 		RotateRefreshTokens:   true,
 		RefreshReuseDetection: true,
@@ -142,8 +161,10 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	}
 	d.Provider = idp
 
+	// The API trusts Gatehouse, not the provider: it verifies the JWTs
+	// Gatehouse mints with Gatehouse's published keys.
 	keys, err := jwtverify.NewKeySet(jwtverify.KeySetConfig{
-		URL:    d.ProviderURL + devidp.PathKeys,
+		URL:    d.GatehouseURL + mint.JWKSPath,
 		Client: &http.Client{Timeout: 5 * time.Second},
 		Logger: opts.Logger,
 	})
@@ -152,7 +173,7 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	}
 	verifier, err := jwtverify.New(keys, jwtverify.Config{
 		Purpose:  jwtverify.AccessToken,
-		Issuer:   d.ProviderURL,
+		Issuer:   d.GatehouseURL,
 		Audience: APIAudience,
 		// A short leeway lets expired tokens show up quickly in the demo.
 		Leeway: time.Second,
@@ -160,12 +181,16 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 	if err != nil {
 		return fail(fmt.Errorf("demo: API verifier: %w", err))
 	}
+	// Gatehouse's signing key lives for this run only.
+	if d.keyDir, err = os.MkdirTemp("", "gatehouse-demo-"); err != nil {
+		return fail(fmt.Errorf("demo: %w", err))
+	}
 
 	key, err := seal.GenerateKey(nil)
 	if err != nil {
 		return fail(err)
 	}
-	cfg, err := gatehouseConfig(d, gwLn, apiLn, secret, key.String())
+	cfg, err := gatehouseConfig(d, gwLn, secret, introspectionSecret, key.String())
 	if err != nil {
 		return fail(err)
 	}
@@ -218,33 +243,42 @@ func Start(ctx context.Context, opts Options) (*Demo, error) {
 
 // gatehouseConfig writes the demo's configuration and loads it through the
 // same validation as `gatehouse serve`.
-func gatehouseConfig(d *Demo, gwLn, apiLn net.Listener, secret, cookieKey string) (*config.Config, error) {
+func gatehouseConfig(d *Demo, gwLn net.Listener, secret, introspectionSecret, cookieKey string) (*config.Config, error) {
 	spaOrigin := d.SPAURL[:len(d.SPAURL)-1]
 	y := fmt.Sprintf(`
 listen: %q
 public_url: %q
 authorization_server:
   issuer: %q
+  introspection:
+    client_id: %q
+    client_secret: %q
 oauth_agent:
   base_path: %q
   client_id: %q
   client_secret: %q
   redirect_uri: %q
   post_logout_redirect_uri: %q
-  scope: "openid profile email offline_access"
+  scope: "openid profile email offline_access read"
   trusted_web_origins: [%q]
   allowed_extra_params: ["prompt", "login_hint"]
   cookie:
     name_prefix: %q
     encryption_keys: [%q]
+internal_jwt:
+  key_file: %q
 routes:
   - name: "example-api"
     path: %q
     upstream: %q
     entry: ["cookie"]
-    forward: "access_token"
-`, gwLn.Addr().String(), d.GatehouseURL, d.ProviderURL, AgentPath, ClientID, secret, d.SPAURL, d.SPAURL,
-		spaOrigin, CookiePrefix, cookieKey, APIPath, d.APIURL)
+    token_format: "opaque"
+    forward: "phantom"
+    audience: %q
+    require: { scopes: ["read"] }
+`, gwLn.Addr().String(), d.GatehouseURL, d.ProviderURL, IntrospectionClientID, introspectionSecret,
+		AgentPath, ClientID, secret, d.SPAURL, d.SPAURL, spaOrigin, CookiePrefix, cookieKey,
+		filepath.Join(d.keyDir, "signing-key.pem"), APIPath, d.APIURL, APIAudience)
 	cfg, _, err := config.Parse([]byte(y), ".", config.Options{Env: func(string) (string, bool) { return "", false }})
 	if err != nil {
 		return nil, fmt.Errorf("demo: configuration: %w", err)
@@ -271,6 +305,9 @@ func (d *Demo) Close() {
 		cancel()
 	}
 	d.wg.Wait()
+	if d.keyDir != "" {
+		_ = os.RemoveAll(d.keyDir)
+	}
 }
 
 func randomHex(n int) (string, error) {
