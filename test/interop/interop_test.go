@@ -9,12 +9,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +25,8 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/demo"
+	"github.com/gatehouse-dev/gatehouse/internal/jwtverify"
+	"github.com/gatehouse-dev/gatehouse/internal/mint"
 	"github.com/gatehouse-dev/gatehouse/test/browser"
 	"github.com/gatehouse-dev/gatehouse/web"
 )
@@ -67,9 +67,8 @@ func requireNode(t *testing.T) string {
 }
 
 type provider struct {
-	issuer                string
-	apiClient, apiSecret  string
-	introspectionEndpoint string
+	issuer               string
+	apiClient, apiSecret string // Gatehouse's introspection client
 }
 
 // startProvider runs provider.mjs until the test ends.
@@ -124,56 +123,7 @@ func startProvider(t *testing.T, clientID, clientSecret, redirectURI string) *pr
 	case <-time.After(30 * time.Second):
 		t.Fatalf("oidc-provider did not start: %s", stderr.String())
 	}
-	var md struct {
-		Introspection string `json:"introspection_endpoint"`
-	}
-	resp, err := http.Get(p.issuer + "/.well-known/openid-configuration")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil || md.Introspection == "" {
-		t.Fatalf("discovery: %v", err)
-	}
-	p.introspectionEndpoint = md.Introspection
 	return p
-}
-
-// introspectingAPI is the upstream: it accepts only opaque access tokens the
-// provider says are active (RFC 7662) and answers with what it learned.
-type introspectingAPI struct {
-	p        *provider
-	mu       sync.Mutex
-	requests int
-}
-
-func (a *introspectingAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.mu.Lock()
-	a.requests++
-	a.mu.Unlock()
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || r.Header.Get("Cookie") != "" {
-		http.Error(w, `{"code":"unauthorized"}`, http.StatusUnauthorized)
-		return
-	}
-	req, _ := http.NewRequestWithContext(r.Context(), "POST", a.p.introspectionEndpoint, strings.NewReader(url.Values{"token": {token}}.Encode()))
-	req.SetBasicAuth(a.p.apiClient, a.p.apiSecret)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		http.Error(w, `{"code":"bad_gateway"}`, http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	var claims map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&claims); err != nil || claims["active"] != true {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		http.Error(w, `{"code":"unauthorized","message":"inactive token"}`, http.StatusUnauthorized)
-		return
-	}
-	body, _ := io.ReadAll(r.Body)
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "claims": claims, "bodyBytes": len(body)})
 }
 
 func serve(t *testing.T, ln net.Listener, h http.Handler) {
@@ -195,7 +145,18 @@ func TestBrowserFlowAgainstOIDCProvider(t *testing.T) {
 	gwURL := fmt.Sprintf("http://localhost:%d", gwPort)
 
 	p := startProvider(t, clientID, clientSecret, spaURL)
-	api := &introspectingAPI{p: p}
+	// The phantom token pattern: Gatehouse introspects the provider's opaque
+	// tokens and the API receives a JWT signed by Gatehouse, which it verifies
+	// with Gatehouse's JWKS.
+	keys, err := jwtverify.NewKeySet(jwtverify.KeySetConfig{URL: gwURL + mint.JWKSPath, Client: &http.Client{Timeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := jwtverify.New(keys, jwtverify.Config{Purpose: jwtverify.AccessToken, Issuer: gwURL, Audience: "interop-api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := demo.NewAPI(verifier, nil)
 	serve(t, apiLn, api)
 	serve(t, spaLn, demo.NewSPA(web.SPA(), demo.SPAConfig{GatehouseURL: gwURL, AgentPath: "/oauth-agent", APIPath: "/api", CookiePrefix: "interop"}))
 
@@ -206,6 +167,9 @@ listen: "127.0.0.1:%d"
 public_url: %q
 authorization_server:
   issuer: %q
+  introspection:
+    client_id: %q
+    client_secret: "${INTEROP_API_SECRET}"
 oauth_agent:
   client_id: %q
   client_secret: "${INTEROP_SECRET}"
@@ -216,16 +180,21 @@ oauth_agent:
   cookie:
     name_prefix: "interop"
     encryption_keys: ["${INTEROP_COOKIE_KEY}"]
+internal_jwt:
+  key_file: "signing-key.pem"
 routes:
   - name: "api"
     path: "/api"
     upstream: "http://%s"
     entry: ["cookie"]
-`, gwPort, gwURL, p.issuer, clientID, spaURL, spaURL, strings.TrimSuffix(spaURL, "/"), apiLn.Addr())
+    token_format: "opaque"
+    forward: "phantom"
+    audience: "interop-api"
+`, gwPort, gwURL, p.issuer, p.apiClient, clientID, spaURL, spaURL, strings.TrimSuffix(spaURL, "/"), apiLn.Addr())
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"INTEROP_SECRET": clientSecret, "INTEROP_COOKIE_KEY": randomHex(t, 32)}
+	env := map[string]string{"INTEROP_SECRET": clientSecret, "INTEROP_COOKIE_KEY": randomHex(t, 32), "INTEROP_API_SECRET": p.apiSecret}
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs strings.Builder
 	var logMu sync.Mutex
@@ -269,8 +238,11 @@ routes:
 
 	browser.Run(t, tab, chromedp.Click(chromedp.ID("get-data")))
 	browser.WaitText(t, tab, "status", "GET succeeded")
-	if got := browser.Text(t, tab, "api-result"); !strings.Contains(got, `"active": true`) || !strings.Contains(got, clientID) {
-		t.Errorf("the API did not get an active token of the SPA's client: %s", got)
+	got := browser.Text(t, tab, "api-result")
+	for _, want := range []string{`"iss": "` + gwURL + `"`, `"client_id": "` + clientID + `"`, `"sub": "demouser"`, `"aud": "interop-api"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the API's view lacks %s: %s", want, got)
+		}
 	}
 	browser.Run(t, tab, chromedp.Click(chromedp.ID("post-data")))
 	browser.WaitText(t, tab, "status", "POST succeeded")
@@ -308,18 +280,14 @@ routes:
 
 	// After logout the refresh token is revoked at the provider: the old
 	// session cannot come back.
-	api.mu.Lock()
-	before := api.requests
-	api.mu.Unlock()
+	before := api.Requests()
 	code := browser.Eval[int](t, tab, fmt.Sprintf(`fetch(%q + '/api/data', {credentials: 'include'}).then(r => r.status)`, gwURL))
 	if code != 401 {
 		t.Errorf("API after logout: %d, want 401", code)
 	}
-	api.mu.Lock()
-	if api.requests != before {
+	if api.Requests() != before {
 		t.Error("a request reached the API after logout")
 	}
-	api.mu.Unlock()
 
 	logMu.Lock()
 	defer logMu.Unlock()
