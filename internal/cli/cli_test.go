@@ -20,21 +20,30 @@ func run(t *testing.T, env map[string]string, args ...string) (code int, stdout,
 	return code, out.String(), errb.String()
 }
 
-// The documented example configuration must stay valid.
-func TestExampleConfigPassesCheck(t *testing.T) {
+// The documented example configurations must stay valid.
+func TestExampleConfigsPassCheck(t *testing.T) {
 	env := map[string]string{
-		"SPA_CLIENT_SECRET": "example-secret",
-		"COOKIE_KEY":        "0c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c8d9eaf1",
+		"SPA_CLIENT_SECRET":    "example-secret",
+		"INTROSPECTION_SECRET": "example-introspection-secret",
+		"COOKIE_KEY":           "0c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c8d9eaf1",
 	}
-	code, out, errOut := run(t, env, "config", "check", "--config", filepath.Join("..", "..", "examples", "gatehouse.yaml"))
-	if code != 0 {
-		t.Fatalf("config check failed (exit %d):\n%s", code, errOut)
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("examples: %v %v", files, err)
 	}
-	if !strings.Contains(out, "configuration OK") {
-		t.Errorf("unexpected output %q", out)
-	}
-	if strings.Contains(errOut, "warning") {
-		t.Errorf("the example configuration produces warnings:\n%s", errOut)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			code, out, errOut := run(t, env, "config", "check", "--config", f)
+			if code != 0 {
+				t.Fatalf("config check failed (exit %d):\n%s", code, errOut)
+			}
+			if !strings.Contains(out, "configuration OK") {
+				t.Errorf("unexpected output %q", out)
+			}
+			if strings.Contains(errOut, "warning") {
+				t.Errorf("the example configuration produces warnings:\n%s", errOut)
+			}
+		})
 	}
 }
 
