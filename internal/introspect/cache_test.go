@@ -113,3 +113,24 @@ func TestCacheLongToken(t *testing.T) {
 		t.Errorf("Calls() = %d, want 2", i.Calls())
 	}
 }
+
+// An active entry's time in the cache ends at the token's exp, even when
+// MaxTTL is longer: when the cache is full, it is among the first to go.
+func TestCacheEntryTimeEndsAtExp(t *testing.T) {
+	f := newFakeFixture(t)
+	now := f.clock.Now()
+	i := f.introspector(t, func(c *introspect.Config) { c.MaxEntries = 2; c.MaxTTL = 5 * time.Minute })
+	older, shortLived, next := opaque(1), opaque(2), opaque(3)
+	f.srv.respond(f.srv.jsonAnswer(http.StatusOK, activeBody(now.Add(time.Hour)), nil))
+	introspectOK(t, i, older)
+	f.srv.respond(f.srv.jsonAnswer(http.StatusOK, activeBody(now.Add(20*time.Second)), nil))
+	introspectOK(t, i, shortLived)
+	f.clock.Advance(21 * time.Second)
+	f.srv.respond(f.srv.jsonAnswer(http.StatusOK, activeBody(now.Add(time.Hour)), nil))
+	introspectOK(t, i, next) // full: the expired entry goes, not the older one
+	calls := i.Calls()
+	introspectOK(t, i, older)
+	if i.Calls() != calls {
+		t.Error("the older live entry was evicted: the short-lived token's entry outlived its exp")
+	}
+}

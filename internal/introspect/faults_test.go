@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,8 +150,42 @@ func TestServerFaults(t *testing.T) {
 			}
 		})
 	}
-	if logs := f.logs.String(); strings.Contains(logs, marker) || strings.Contains(logs, "<html>") || strings.Contains(logs, opaque(1000)) || !strings.Contains(logs, "HTTP 401") {
+	if logs := f.logs.String(); strings.Contains(logs, marker) || strings.Contains(logs, "<html>") || strings.Contains(logs, opaque(1000)) || !strings.Contains(logs, `"level":"ERROR","msg":"introspect: token could not be checked"`) || !strings.Contains(logs, "HTTP 401") {
 		t.Errorf("logs hold a response body or a token, or lack the failures:\n%s", logs)
+	}
+}
+
+// An endless response body is cut at 1 MiB: Gatehouse stops reading (and
+// closes the connection) instead of reading until the timeout.
+func TestEndlessBodyIsCut(t *testing.T) {
+	f := newFakeFixture(t)
+	var written atomic.Int64
+	f.srv.respond(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		chunk := []byte(strings.Repeat(" ", 32<<10)) // JSON whitespace, forever
+		for {
+			n, err := w.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-f.srv.release:
+				return
+			default:
+			}
+		}
+	})
+	i := f.introspector(t, func(c *introspect.Config) { c.HTTP = &http.Client{Timeout: 5 * time.Second} })
+	_, err := i.Introspect(t.Context(), opaque(1))
+	if !errors.Is(err, introspect.ErrUnavailable) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("got %v, want ErrUnavailable for a too large body", err)
+	}
+	// Whatever the socket buffers held besides the 1 MiB read.
+	if n := written.Load(); n > 32<<20 {
+		t.Errorf("server wrote %d bytes before Gatehouse stopped reading", n)
 	}
 }
 

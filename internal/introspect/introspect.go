@@ -463,9 +463,10 @@ func (i *Introspector) fetch(ctx context.Context, endpoint, token string, key [s
 // or -1 when it has none.
 func (i *Introspector) call(ctx context.Context, endpoint, token string) (res *Result, maxAge time.Duration, err error) {
 	i.calls.Add(1)
+	level := slog.LevelWarn
 	defer func() {
 		if err != nil {
-			i.log.WarnContext(ctx, "introspect: token could not be checked", "endpoint", endpoint, "format", i.format.String(), "error", err.Error())
+			i.log.Log(ctx, level, "introspect: token could not be checked", "endpoint", endpoint, "format", i.format.String(), "error", err.Error())
 		}
 	}()
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
@@ -494,6 +495,7 @@ func (i *Introspector) call(ctx context.Context, endpoint, token string) (res *R
 		// Curity: 204 is an inactive token.
 		return &Result{Active: false}, maxAgeOf(resp.Header), nil
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		level = slog.LevelError // Gatehouse's configuration, not the server's health
 		return nil, -1, fmt.Errorf("%w: the authorization server refused Gatehouse's introspection client (HTTP %d)", ErrUnavailable, resp.StatusCode)
 	default:
 		return nil, -1, fmt.Errorf("%w: introspection answered HTTP %d", ErrUnavailable, resp.StatusCode)
