@@ -1,0 +1,61 @@
+package sessioncookie
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLookup(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers []string
+		value   string
+		count   int
+	}{
+		{"absent", []string{"a=1; b=2"}, "", 0},
+		{"one", []string{"a=1; example-at=v1; b=2"}, "v1", 1},
+		{"quoted", []string{`example-at="v1"`}, "v1", 1},
+		{"two headers (HTTP/2) merged", []string{"a=1", "example-at=v1"}, "v1", 1},
+		{"duplicate in one header", []string{"example-at=v1; example-at=v2"}, "v2", 2},
+		{"duplicate across headers", []string{"example-at=v1", "example-at=v2"}, "v2", 2},
+		{"name is exact", []string{"xexample-at=v1; example-at-x=v2; EXAMPLE-AT=v3"}, "", 0},
+		{"no spaces", []string{"a=1;example-at=v1;b=2"}, "v1", 1},
+		{"empty value", []string{"example-at="}, "", 1},
+		{"value with =", []string{"example-at=a=b"}, "a=b", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, n := Lookup(tc.headers, "example-at")
+			if v != tc.value || n != tc.count {
+				t.Fatalf("Lookup = %q, %d; want %q, %d", v, n, tc.value, tc.count)
+			}
+		})
+	}
+}
+
+func TestLookupAllocations(t *testing.T) {
+	h := []string{"a=1; example-csrf=abc; example-at=" + strings.Repeat("x", 500)}
+	if n := testing.AllocsPerRun(100, func() { Lookup(h, "example-at") }); n != 0 {
+		t.Fatalf("Lookup allocates %v times", n)
+	}
+}
+
+// FuzzLookup: any Cookie header is parsed without panicking, a value found is
+// part of the header, and a found name really occurs as a cookie name.
+func FuzzLookup(f *testing.F) {
+	for _, s := range []string{"", "example-at=v", "a=1; example-at=v; example-at=w", `example-at="`, ";;=;", "example-at"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		v, n := Lookup([]string{header}, "example-at")
+		if n == 0 && v != "" {
+			t.Fatalf("value %q without a match", v)
+		}
+		if n > 0 && !strings.Contains(header, "example-at=") {
+			t.Fatalf("match in %q without the name", header)
+		}
+		if !strings.Contains(header, v) {
+			t.Fatalf("value %q not in header %q", v, header)
+		}
+	})
+}
