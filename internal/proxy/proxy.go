@@ -326,6 +326,15 @@ func (x *route) modifyResponse(resp *http.Response) error {
 			}
 		}
 	}
+	if len(resp.Header.Values("Set-Cookie")) > 0 {
+		// Invariant 12: a response that sets a cookie is never cached and
+		// carries nosniff and no-referrer, whoever set the cookie.
+		resp.Header.Set("Cache-Control", "no-store")
+		resp.Header.Set("X-Content-Type-Options", "nosniff")
+		if resp.Header.Get("Referrer-Policy") == "" {
+			resp.Header.Set("Referrer-Policy", "no-referrer")
+		}
+	}
 	if x.cookie {
 		origin.StripUpstream(resp.Header)
 	}
