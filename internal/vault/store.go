@@ -58,9 +58,12 @@ type Connection struct {
 	// next one (backoff).
 	Failures    int
 	NextAttempt time.Time
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// CreatedAt and UpdatedAt are set by the store, from its own clock:
+	// CreatedAt when the connection is first saved, UpdatedAt on every write.
+	CreatedAt time.Time
+	UpdatedAt time.Time
 	// Version increases on every write; conditional updates compare it.
+	// Claiming and releasing a refresh lease do not change it.
 	Version int64
 }
 
@@ -134,7 +137,11 @@ type Store interface {
 	ClaimRefresh(ctx context.Context, u User, provider, leaseID string, now, until time.Time) (*Lease, *Connection, error)
 	// CompleteRefresh writes c and releases the lease in one atomic step, if
 	// lease is still the one held (else ErrConflict: the lease lapsed and
-	// someone else took it). c.Version is incremented.
+	// someone else took it; ErrNotFound when the connection was deleted). A
+	// lease that lapsed but that nobody claimed since is still held, so tokens
+	// the provider already issued are not lost. The lease is compared, not the
+	// version: c.Version becomes the stored version plus one, which is more
+	// than the claimed one when another write happened meanwhile.
 	CompleteRefresh(ctx context.Context, l *Lease, c *Connection) error
 	// ReleaseRefresh drops the lease without writing the connection (a
 	// refresh that was never sent). Releasing a lease no longer held is not an error.
