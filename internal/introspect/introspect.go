@@ -28,6 +28,10 @@
 //     Gatehouse's client id, iat), whose token_introspection claim is then
 //     read like a JSON response.
 //
+// A result whose token_type is refresh_token reads as inactive: some servers
+// introspect refresh tokens as active, and a refresh token must never pass as
+// a bearer credential. So does an active result whose exp has passed.
+//
 // Cache: entries are keyed by SHA-256 of the endpoint and of the whole token;
 // the token itself is never stored. An active result lives for the least of
 // the token's remaining lifetime (exp), Config.MaxTTL and the response's
@@ -208,7 +212,9 @@ type Result struct {
 }
 
 // Introspector introspects tokens at one endpoint for one client. It is safe
-// for concurrent use and starts no goroutines of its own.
+// for concurrent use. Each call to the server runs in a goroutine of its own
+// (so that every waiter can leave when its context ends), which ends with the
+// call: the HTTP client's timeout bounds it.
 type Introspector struct {
 	endpoint    func() (string, error)
 	issuer      string
