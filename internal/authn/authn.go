@@ -7,6 +7,7 @@ package authn
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,24 +68,30 @@ var errNoCredential = errors.New("authn: no credential presented")
 // credential never falls back to anonymous.
 func Authenticate(r *http.Request, entries []Entry) (*Principal, error) {
 	var chosen, anonymous Entry
-	bearer := false
+	bearer := slices.ContainsFunc(entries, func(e Entry) bool { return e.Name() == "bearer" })
 	for _, e := range entries {
-		switch e.Name() {
-		case "anonymous":
+		if e.Name() == "anonymous" {
 			anonymous = e
 			continue
-		case "bearer":
-			bearer = true
 		}
 		if e.Present(r) {
 			if chosen != nil {
-				return nil, ErrUnauthorized.WithCause(errors.New("authn: request carries credentials of entries " + chosen.Name() + " and " + e.Name()))
+				err := ErrUnauthorized.WithCause(errors.New("authn: request carries credentials of entries " + chosen.Name() + " and " + e.Name()))
+				if bearer {
+					// RFC 6750 section 3.1: more than one method of presenting a token.
+					err.WWWAuthenticate = `Bearer realm="` + Realm + `", error="invalid_request", error_description="the request carries more than one credential"`
+				}
+				return nil, err
 			}
 			chosen = e
 		}
 	}
 	if chosen != nil {
-		return chosen.Authenticate(r)
+		p, err := chosen.Authenticate(r)
+		if err != nil && bearer {
+			return nil, withBearerChallenge(err)
+		}
+		return p, err
 	}
 	if anonymous != nil {
 		return anonymous.Authenticate(r)
@@ -103,3 +110,16 @@ func Authenticate(r *http.Request, entries []Entry) (*Principal, error) {
 
 // Realm is the realm of Gatehouse's WWW-Authenticate challenges.
 const Realm = "gatehouse"
+
+// withBearerChallenge gives a 401 without a challenge the plain Bearer one:
+// on a route that accepts bearer tokens every 401 names the scheme (RFC 9110
+// section 15.5.2, RFC 6750 section 3), whichever entry refused the request.
+func withBearerChallenge(err error) error {
+	var he *httperr.Error
+	if !errors.As(err, &he) || he.Status != http.StatusUnauthorized || he.WWWAuthenticate != "" {
+		return err
+	}
+	c := *he
+	c.WWWAuthenticate = `Bearer realm="` + Realm + `"`
+	return &c
+}
