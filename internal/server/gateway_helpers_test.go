@@ -366,13 +366,22 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // *ecdsa.PrivateKey (ES256), []byte (HS256) or nil (none: no signature).
 func signJWS(t *testing.T, header, claims map[string]any, key any) string {
 	t.Helper()
-	h, err := json.Marshal(header)
+	tok, err := makeJWS(header, claims, key)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tok
+}
+
+// makeJWS is signJWS for goroutines other than the test's.
+func makeJWS(header, claims map[string]any, key any) (string, error) {
+	h, err := json.Marshal(header)
+	if err != nil {
+		return "", err
+	}
 	c, err := json.Marshal(claims)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	input := b64(h) + "." + b64(c)
 	digest := sha256.Sum256([]byte(input))
@@ -393,12 +402,12 @@ func signJWS(t *testing.T, header, claims map[string]any, key any) string {
 		m.Write([]byte(input))
 		sig = m.Sum(nil)
 	default:
-		t.Fatalf("signJWS: key type %T", key)
+		return "", fmt.Errorf("makeJWS: key type %T", key)
 	}
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	return input + "." + b64(sig)
+	return input + "." + b64(sig), nil
 }
 
 // accessClaims are the claims of a plausible access token from iss for aud.
