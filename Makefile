@@ -4,7 +4,7 @@ BIN     ?= bin/gatehouse
 PKGS    ?= ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build test lint fuzz clean
+.PHONY: all build test lint fuzz clean bench
 
 all: build
 
@@ -31,6 +31,14 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+# The proxy paths against a bare httputil.ReverseProxy on loopback, in separate
+# processes (BENCHMARKS.md). Writes bench/results/<time>.json and latest.json.
+# A quick run: make bench BENCHFLAGS="-rounds 1 -duration 1s -sessions 0"
+BENCHFLAGS ?=
+bench:
+	$(GO) build -trimpath -o bin/gatehouse-bench ./bench
+	bin/gatehouse-bench -out bench/results $(BENCHFLAGS)
 
 clean:
 	rm -rf bin
