@@ -121,6 +121,10 @@ func TestPhantomToken(t *testing.T) {
 		e := e.sub(t)
 		tok := e.clientToken(opaqueJobID, opaqueJobSecret, "read")
 		n, calls := p.introspections(), p.orders.count()
+		// The provider answers after half a second: every request arrives
+		// while the first introspection is under way.
+		p.intro.set(devidp.PathIntrospect, modeSlow)
+		defer p.intro.set(devidp.PathIntrospect, modePass)
 		statuses := e.concurrently(100, func(int) *http.Request { return e.bearerRequest("/api/orders/1", tok) })
 		if got := countStatus(statuses, 200); got != 100 {
 			t.Errorf("%d of 100 succeeded: %v", got, statuses)
