@@ -163,3 +163,21 @@ func TestOpenErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenErrorHidesPassword: Open's errors end up in logs; the password of
+// a PostgreSQL DSN must not (security invariant 9).
+func TestOpenErrorHidesPassword(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://gatehouse:s3cret-pw@127.0.0.1:5432/db?sslmode=bogus",
+		"postgres://gatehouse:s3cret-pw@127.0.0.1:1/db?sslmode=disable&connect_timeout=2",
+		"host=127.0.0.1 port=1 user=gatehouse password=s3cret-pw sslmode=disable connect_timeout=2",
+	} {
+		_, err := Open(t.Context(), DriverPostgres, dsn)
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", dsn)
+		}
+		if strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("Open error shows the password: %v", err)
+		}
+	}
+}
