@@ -533,6 +533,7 @@ func rsaPublicPEM(t *testing.T, pub *rsa.PublicKey) []byte {
 
 // seenToken is what exampleAPI made of one request.
 type seenToken struct {
+	path   string
 	raw    string
 	claims *jwtverify.Claims
 	err    error
@@ -553,7 +554,7 @@ func newExampleAPI(t *testing.T) *exampleAPI {
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		v := a.verifier.Load()
-		var st seenToken
+		st := seenToken{path: r.URL.Path}
 		switch {
 		case !ok:
 			st.err = fmt.Errorf("no bearer token")

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -38,9 +39,12 @@ func newPhantomEnv(t *testing.T, extra ...string) *phantomEnv {
 		introspectionEndpoint: intro.URL + devidp.PathIntrospect,
 		keyFile:               filepath.Join(t.TempDir(), "internal-jwt.pem"),
 		routes: append([]string{
-			gwRoute("orders", "/api/orders", orders.URL, "[bearer]", "token_format: opaque", "forward: phantom", "audience: "+ordersAudience),
-			gwRoute("web-orders", "/api/web/orders", orders.URL, "[cookie]", "token_format: opaque", "forward: phantom", "audience: "+ordersAudience,
-				"forward_claims: [roles, tenant]"),
+			// Seed 003's orders API: a mobile and a web entry point, one
+			// upstream URL.
+			gwRoute("orders", "/api/orders", orders.URL+"/orders", "[bearer]", "strip_prefix: true",
+				"token_format: opaque", "forward: phantom", "audience: "+ordersAudience),
+			gwRoute("web-orders", "/api/web/orders", orders.URL+"/orders", "[cookie]", "strip_prefix: true",
+				"token_format: opaque", "forward: phantom", "audience: "+ordersAudience, "forward_claims: [roles, tenant]"),
 		}, extra...),
 	}, func(c *devidp.Config) {
 		c.Clients[0].AccessTokenFormat = devidp.AccessTokenOpaque // the SPA's tokens are opaque, as in seed 003
@@ -78,6 +82,7 @@ func (p *phantomEnv) checkMinted(t *testing.T, opaque, sub, clientID, scope stri
 	if h := jwtHeader(t, st.raw); h["typ"] != "at+jwt" || h["kid"] == nil {
 		t.Errorf("minted header %v, want typ at+jwt and a kid", h)
 	}
+	p.secrets[fmt.Sprintf("minted %d", len(p.secrets))] = st.raw
 	return st
 }
 
@@ -254,7 +259,8 @@ func (e *env) revoke(clientID, secret, token string) {
 }
 
 // TestPhantomIntrospectionFaults: when the introspection endpoint fails
-// (5xx, garbage, or it refuses Gatehouse's own client) the token could not
+// (5xx, garbage, no answer within the authorization server timeout, or it
+// refuses Gatehouse's own client) the token could not
 // be checked: 502 authorization_server_error, the upstream is not called,
 // nothing is cached, and the next request after recovery succeeds.
 func TestPhantomIntrospectionFaults(t *testing.T) {
@@ -267,9 +273,13 @@ func TestPhantomIntrospectionFaults(t *testing.T) {
 	e.secrets["wrong introspection secret"] = wrongSecret
 	tok := e.clientToken(opaqueJobID, opaqueJobSecret, "read")
 
-	for _, mode := range []string{mode500, modeGarbage} {
+	for _, f := range []struct {
+		mode     string
+		requests int
+	}{{mode500, 2}, {modeGarbage, 2}, {modeHang, 1}} {
+		mode := f.mode
 		p.intro.set(devidp.PathIntrospect, mode)
-		for range 2 {
+		for range f.requests {
 			r := e.bearer("GET", "/api/orders/1", tok)
 			expectErr(t, "introspection "+mode, r, http.StatusBadGateway, "authorization_server_error")
 			if ch, _ := bearerChallenge(r.Header.Get("WWW-Authenticate")); ch["error"] == "invalid_token" {
@@ -277,8 +287,8 @@ func TestPhantomIntrospectionFaults(t *testing.T) {
 			}
 		}
 	}
-	if got := p.intro.count(devidp.PathIntrospect); got != 4 {
-		t.Errorf("4 requests while the endpoint failed made %d introspection calls, want 4 (failures are not cached)", got)
+	if got := p.intro.count(devidp.PathIntrospect); got != 5 {
+		t.Errorf("5 requests while the endpoint failed made %d introspection calls, want 5 (failures are not cached)", got)
 	}
 	if p.orders.count() != 0 {
 		t.Fatal("the upstream was called while the token could not be checked")
@@ -298,9 +308,10 @@ func TestPhantomIntrospectionFaults(t *testing.T) {
 }
 
 // TestPhantomCookieRoute: the same phantom step behind the cookie entry
-// (seed 003's web entry point): the SPA's cookie holds an opaque access
-// token, Gatehouse introspects it and the API receives a JWT about the same
-// user as through the mobile entry point, with the claims the route forwards.
+// (seed 003's orders API, published at a web and a mobile entry point): the
+// SPA's cookie holds an opaque access token, Gatehouse introspects it and
+// the API receives, at the same URL, the same kind of JWT about the same user
+// as through the mobile entry point, with the claims the route forwards.
 func TestPhantomCookieRoute(t *testing.T) {
 	t.Parallel()
 	p := newPhantomEnv(t)
@@ -323,6 +334,9 @@ func TestPhantomCookieRoute(t *testing.T) {
 		t.Errorf("2 cookie requests made %d introspections, want 1", got)
 	}
 	web := p.checkMinted(t, at, userID, "spa-client", "offline_access openid profile")
+	if web.path != "/orders/1" {
+		t.Errorf("the web entry point reached the API at %s, want /orders/1", web.path)
+	}
 	if web.claims.Raw["tenant"] != "acme" || web.claims.Raw["roles"] == nil {
 		t.Errorf("forward_claims roles and tenant missing from the minted token: %v", web.claims.Raw)
 	}
@@ -339,6 +353,9 @@ func TestPhantomCookieRoute(t *testing.T) {
 		t.Fatalf("mobile: %d %s", r.StatusCode, r.body)
 	}
 	m := p.checkMinted(t, mobile, userID, mobileOpaqueID, "openid profile read")
+	if m.path != web.path {
+		t.Errorf("the mobile entry point reached the API at %s, the web one at %s", m.path, web.path)
+	}
 	if jwtHeader(t, m.raw)["kid"] != jwtHeader(t, web.raw)["kid"] {
 		t.Error("the two entry points forward tokens signed with different keys")
 	}
