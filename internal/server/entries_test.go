@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"net/http"
 	"testing"
+	"time"
 )
 
 // TestEntries pins how a route's entries combine (DESIGN component 4,
@@ -108,6 +110,33 @@ func TestEntries(t *testing.T) {
 				t.Errorf("upstream received cookies %q", c)
 			}
 		})
+	}
+	e.assertNoSecretsAnywhere()
+}
+
+// TestCookieRouteExpiredJWT: on a cookie route with token_format jwt,
+// Gatehouse itself answers 401 (with the SPA's CORS grant, so the SPA can
+// refresh) once the access token in the cookie has expired; the upstream is
+// not called.
+func TestCookieRouteExpiredJWT(t *testing.T) {
+	t.Parallel()
+	api := newUpstream(t)
+	e := newGateway(t, gateway{routes: []string{
+		gwRoute("web", "/web", api.URL, "[cookie]", "token_format: jwt", "audience: "+ordersAudience),
+	}})
+	e.api = api
+	e.login(e.browser)
+	if r := e.do(e.browser, "GET", "/web/x", nil); r.StatusCode != 200 {
+		t.Fatalf("fresh session: %d %s", r.StatusCode, r.body)
+	}
+	at := e.open(e.cookie(e.browser, "/", "example-at"))
+	exp := time.Unix(int64(jwtClaims(t, at)["exp"].(float64)), 0)
+	e.clock.set(time.Until(exp.Add(31 * time.Second)))
+	r := e.do(e.browser, "GET", "/web/x", nil)
+	expectErr(t, "expired access token in the cookie", r, http.StatusUnauthorized, "unauthorized")
+	checkCORS(t, "expired access token in the cookie", r)
+	if api.count() != 1 {
+		t.Errorf("the upstream received %d requests, want 1", api.count())
 	}
 	e.assertNoSecretsAnywhere()
 }

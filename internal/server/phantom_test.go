@@ -48,6 +48,7 @@ func newPhantomEnv(t *testing.T, extra ...string) *phantomEnv {
 		}, extra...),
 	}, func(c *devidp.Config) {
 		c.Clients[0].AccessTokenFormat = devidp.AccessTokenOpaque // the SPA's tokens are opaque, as in seed 003
+		c.Clients[0].AccessTokenLifetime = time.Hour              // longer than the introspection cache
 		for i := range c.Clients {
 			if c.Clients[i].ID == mobileOpaqueID {
 				c.Clients[i].AccessTokenLifetime = 2 * time.Minute
@@ -94,7 +95,8 @@ func (p *phantomEnv) checkMinted(t *testing.T, opaque, sub, clientID, scope stri
 // outlives the token.
 func TestPhantomToken(t *testing.T) {
 	t.Parallel()
-	p := newPhantomEnv(t)
+	p := newPhantomEnv(t, gwRoute("admin", "/api/admin", "http://127.0.0.1:1", "[bearer]", "token_format: opaque",
+		"forward: phantom", "audience: "+ordersAudience, "require: {scopes: [admin]}"))
 	e := p.env
 
 	tok := e.clientToken(opaqueJobID, opaqueJobSecret, "read", "write")
@@ -118,8 +120,12 @@ func TestPhantomToken(t *testing.T) {
 			t.Error("a cached phantom token was minted again")
 		}
 	}
+	// The route's requirements are checked on cached results too.
+	for range 2 {
+		expectErr(t, "opaque token without the route's scope", e.bearer("GET", "/api/admin/1", tok), http.StatusForbidden, "forbidden")
+	}
 	if got := p.introspections() - n; got != 1 {
-		t.Errorf("4 requests with one token made %d introspections, want 1", got)
+		t.Errorf("6 requests with one token made %d introspections, want 1", got)
 	}
 
 	t.Run("100 concurrent first uses make one introspection", func(t *testing.T) {
@@ -218,14 +224,15 @@ func TestPhantomToken(t *testing.T) {
 	t.Run("the cache and the minted JWT end with the token", func(t *testing.T) {
 		e := e.sub(t)
 		defer e.clock.set(0)
-		issued := time.Now()
+		before := time.Now()
 		tok := e.mobileLogin(mobileOpaqueID, "read").access // lives two minutes
+		after := time.Now()
 		if r := e.bearer("GET", "/api/orders/1", tok); r.StatusCode != 200 {
 			t.Fatalf("mobile opaque token: %d %s", r.StatusCode, r.body)
 		}
 		st := p.checkMinted(t, tok, userID, mobileOpaqueID, "openid profile read")
-		if exp := st.claims.Expiry; exp.After(issued.Add(2*time.Minute+time.Second)) || exp.Before(issued.Add(time.Minute)) {
-			t.Errorf("minted exp %v: want the opaque token's (issued %v, lives 2m), not now + 5m", exp, issued)
+		if exp := st.claims.Expiry; exp.Before(before.Add(2*time.Minute-time.Second)) || exp.After(after.Add(2*time.Minute+time.Second)) {
+			t.Errorf("minted exp %v: want the opaque token's (issued between %v and %v, lives 2m), not now + 5m", exp, before, after)
 		}
 		n, calls := p.introspections(), p.orders.count()
 		e.clock.Advance(2*time.Minute + 2*time.Second)
@@ -360,17 +367,21 @@ func TestPhantomCookieRoute(t *testing.T) {
 		t.Error("the two entry points forward tokens signed with different keys")
 	}
 
-	// Signed out at the provider: once the cache ends, the cookie is
-	// refused with the proxy's 401 (the SPA then refreshes or logs in).
+	// Signed out at the provider: once the cached result ends (max_cache_ttl
+	// 5m; the token itself lives an hour) Gatehouse asks again and refuses
+	// the cookie with the proxy's 401 (the SPA then refreshes or logs in).
 	e.idp.RevokeUserSessions(userID)
 	e.clock.Advance(5*time.Minute + time.Second)
 	defer e.clock.set(0)
-	calls := p.orders.count()
+	calls, n := p.orders.count(), p.introspections()
 	r := e.do(e.browser, "GET", "/api/web/orders/1", nil)
 	expectErr(t, "revoked session", r, http.StatusUnauthorized, "unauthorized")
 	checkCORS(t, "revoked session", r)
 	if p.orders.count() != calls {
 		t.Error("the API was called for a revoked session")
+	}
+	if got := p.introspections() - n; got != 1 {
+		t.Errorf("after the cache ended: %d introspections, want 1", got)
 	}
 	e.assertNoSecretsAnywhere()
 }
