@@ -2,6 +2,10 @@ package server_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,11 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/gatehouse-dev/gatehouse/internal/devidp"
 	"github.com/gatehouse-dev/gatehouse/internal/jwtverify"
+	"github.com/gatehouse-dev/gatehouse/internal/keyfile"
 )
 
 // Internal JWT (forward: internal_jwt, the Access Token pattern): Gatehouse
@@ -262,8 +270,8 @@ func TestInternalJWTRotation(t *testing.T) {
 		t.Errorf("the token signed with A during the overlap: %v", err)
 	}
 
-	// Drop A.
-	e.restart(gateway{keyFile: keyB, internalJWT: []string{"algorithm: EdDSA"}, routes: []string{route}}.edit(t))
+	// Drop A. (B's file exists now: algorithm no longer matters.)
+	e.restart(gateway{keyFile: keyB, routes: []string{route}}.edit(t))
 	if k, _ := e.gatehouseJWKS(); !slices.Equal(k, kids[:1]) {
 		t.Fatalf("JWKS %v, want only B", k)
 	}
@@ -277,4 +285,64 @@ func TestInternalJWTRotation(t *testing.T) {
 		t.Error("not signed with B")
 	}
 	e.assertNoSecretsAnywhere()
+}
+
+// TestInternalJWTKeyFromFile: a key file the operator provides is used as it
+// is, P-256 or Ed25519 (algorithm only chooses the type of a key Gatehouse
+// creates): the JWKS publishes it under its RFC 7638 thumbprint and minted
+// tokens are signed with it.
+func TestInternalJWTKeyFromFile(t *testing.T) {
+	t.Parallel()
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		key  crypto.Signer
+		alg  string
+		cfg  []string // more internal_jwt lines
+	}{
+		{"P-256", ecKey(t), "ES256", nil},
+		{"Ed25519", ed, "EdDSA", nil},
+		{"Ed25519 with algorithm EdDSA", ed, "EdDSA", []string{"algorithm: EdDSA"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pemData, err := keyfile.EncodePEM(tc.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "operator-key.pem")
+			if err := os.WriteFile(path, pemData, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			thumb, err := (&jose.JSONWebKey{Key: tc.key.Public()}).Thumbprint(crypto.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kid := base64.RawURLEncoding.EncodeToString(thumb)
+			api := newExampleAPI(t)
+			e := newGateway(t, gateway{keyFile: path, internalJWT: tc.cfg, routes: []string{
+				gwRoute("orders", "/orders", api.URL, "[bearer]", "token_format: jwt", "audience: "+ordersAudience, "forward: internal_jwt"),
+			}})
+			api.trustGatehouse(e, ordersAudience)
+			if kids, algs := e.gatehouseJWKS(); !slices.Equal(kids, []string{kid}) || !slices.Equal(algs, []string{tc.alg}) {
+				t.Errorf("JWKS kids %v algs %v, want [%s] [%s]", kids, algs, kid, tc.alg)
+			}
+			if r := e.bearer("GET", "/orders/1", e.clientToken(jobClientID, jobSecret, "read")); r.StatusCode != 200 {
+				t.Fatalf("%d %s", r.StatusCode, r.body)
+			}
+			st := api.last(t)
+			if h := jwtHeader(t, st.raw); st.err != nil || h["kid"] != kid || h["alg"] != tc.alg {
+				t.Errorf("minted header %v (API: %v), want kid %s alg %s", h, st.err, kid, tc.alg)
+			}
+			e.secrets["minted"] = st.raw
+			e.assertNoSecretsAnywhere()
+			if strings.Contains(e.logs.String(), strings.TrimSpace(string(pemData))) {
+				t.Error("the key file's content is in the logs")
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"fmt"
 	"net/url"
+	"os"
 
 	"github.com/gatehouse-dev/gatehouse/internal/authn"
 	"github.com/gatehouse-dev/gatehouse/internal/authz"
@@ -69,7 +70,14 @@ func (s *Server) buildRoute(i int, cookies *sessioncookie.Codec, origins *origin
 
 // buildMinter loads (or creates) the signing keys of internal JWTs.
 func (s *Server) buildMinter(j *config.InternalJWT) (*mint.Minter, error) {
-	cur, err := mint.LoadOrCreateKey(s.abs(j.KeyFile), j.Algorithm)
+	// algorithm is the type of a key Gatehouse creates (it defaults to
+	// ES256); a key file that exists is used as it is, P-256 or Ed25519,
+	// as config validation accepted it.
+	path, alg := s.abs(j.KeyFile), j.Algorithm
+	if _, err := os.Stat(path); err == nil {
+		alg = ""
+	}
+	cur, err := mint.LoadOrCreateKey(path, alg)
 	if err != nil {
 		return nil, fmt.Errorf("server: internal_jwt.key_file: %w", err)
 	}
