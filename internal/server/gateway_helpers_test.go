@@ -154,7 +154,7 @@ func gwRoute(name, path, upstream, entries string, lines ...string) string {
 // in the configuration.
 func newGateway(t *testing.T, g gateway, idp ...func(*devidp.Config)) *env {
 	t.Helper()
-	return newEnv(t, envOptions{
+	e := newEnv(t, envOptions{
 		idp: func(c *devidp.Config) {
 			withGatewayClients(c)
 			for _, f := range idp {
@@ -163,6 +163,8 @@ func newGateway(t *testing.T, g gateway, idp ...func(*devidp.Config)) *env {
 		},
 		yaml: g.edit(t),
 	})
+	e.secrets["introspection client secret"] = introSecret
+	return e
 }
 
 // tokenEndpoint posts form to the provider's token endpoint and returns the
