@@ -30,7 +30,7 @@ const (
 
 // benchCookies returns a codec, an origin policy and a request to a cookie
 // route carrying sealed -at and -csrf cookies, as a browser sends them.
-func benchCookies(b *testing.B, method, accessToken string) (*sessioncookie.Codec, *origin.Policy, *http.Request) {
+func benchCookies(b testing.TB, method, accessToken string) (*sessioncookie.Codec, *origin.Policy, *http.Request) {
 	b.Helper()
 	key, err := seal.GenerateKey(nil)
 	if err != nil {
@@ -87,7 +87,7 @@ type jwtFixture struct {
 	fetches  *atomic.Int64
 }
 
-func newJWTFixture(b *testing.B) *jwtFixture {
+func newJWTFixture(b testing.TB) *jwtFixture {
 	b.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -116,7 +116,7 @@ func newJWTFixture(b *testing.B) *jwtFixture {
 }
 
 // token signs an RS256 at+jwt access token with the usual claims.
-func (f *jwtFixture) token(b *testing.B, jti string) string {
+func (f *jwtFixture) token(b testing.TB, jti string) string {
 	b.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: f.key, KeyID: "k1"}},
 		(&jose.SignerOptions{}).WithType("at+jwt"))
@@ -229,5 +229,28 @@ func BenchmarkBearerEntryJWT(b *testing.B) {
 		if _, err := authn.Authenticate(r, []authn.Entry{e}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestJWTCheckerCacheHitVerifiesNoSignature pins the performance budget's
+// "a cached JWT check does no signature verification" without timing: a
+// verification (parse, RS256, claims) allocates well over a hundred times,
+// a cache hit only the caller's copy of the Principal.
+func TestJWTCheckerCacheHitVerifiesNoSignature(t *testing.T) {
+	f := newJWTFixture(t)
+	tok := f.token(t, "t-1")
+	c := authn.NewJWTChecker(f.verifier, nil, 0)
+	first, err := c.Check(t.Context(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		p, err := c.Check(t.Context(), tok)
+		if err != nil || p.Subject != first.Subject || p.TokenHash != first.TokenHash || !p.Checked {
+			t.Fatalf("cache hit: %+v, %v", p, err)
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("a cached check allocates %v times; budget 1 (the Principal copy), a verification would allocate far more", allocs)
 	}
 }

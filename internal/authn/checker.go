@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/gatehouse-dev/gatehouse/internal/httperr"
 	"github.com/gatehouse-dev/gatehouse/internal/introspect"
@@ -34,9 +35,15 @@ var (
 	ErrASUnavailable = httperr.New(http.StatusBadGateway, httperr.CodeASError, "A problem occurred with a request to the Authorization Server")
 )
 
+// tokenSum is the SHA-256 of a token. It hashes the string's bytes in
+// place: []byte(token) would copy the token on every request.
+func tokenSum(token string) [sha256.Size]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+}
+
 // tokenHash is the hex SHA-256 of a token.
 func tokenHash(token string) string {
-	h := sha256.Sum256([]byte(token))
+	h := tokenSum(token)
 	return hex.EncodeToString(h[:])
 }
 
@@ -53,13 +60,16 @@ func (Unchecked) Check(_ context.Context, token string) (*Principal, error) {
 // SHA-256 until they expire, so a repeated token costs no signature check.
 // The cache belongs to one verifier (one issuer and audience): a token
 // verified for one route's audience is never accepted from the cache of another.
+//
+// Cache hits take a read lock only, so concurrent requests do not queue
+// behind each other, and allocate only the caller's copy of the Principal.
 type JWTChecker struct {
 	verifier   *jwtverify.Verifier
 	now        func() time.Time
 	maxEntries int
 
-	mu    sync.Mutex
-	cache map[string]*jwtEntry
+	mu    sync.RWMutex
+	cache map[[sha256.Size]byte]*jwtEntry
 }
 
 type jwtEntry struct {
@@ -78,7 +88,7 @@ func NewJWTChecker(v *jwtverify.Verifier, now func() time.Time, maxEntries int) 
 	if maxEntries <= 0 {
 		maxEntries = DefaultJWTCacheEntries
 	}
-	return &JWTChecker{verifier: v, now: now, maxEntries: maxEntries, cache: map[string]*jwtEntry{}}
+	return &JWTChecker{verifier: v, now: now, maxEntries: maxEntries, cache: map[[sha256.Size]byte]*jwtEntry{}}
 }
 
 // Check implements Checker.
@@ -86,18 +96,20 @@ func (c *JWTChecker) Check(ctx context.Context, token string) (*Principal, error
 	if len(token) > jwtverify.MaxTokenBytes {
 		return nil, ErrInvalidToken.WithCause(jwtverify.ErrMalformed)
 	}
-	key := tokenHash(token)
+	key := tokenSum(token)
 	now := c.now()
-	c.mu.Lock()
+	c.mu.RLock()
 	e, ok := c.cache[key]
-	c.mu.Unlock()
+	c.mu.RUnlock()
 	if ok {
 		if now.Before(e.expires) {
 			p := e.p
 			return &p, nil
 		}
 		c.mu.Lock()
-		delete(c.cache, key)
+		if c.cache[key] == e {
+			delete(c.cache, key)
+		}
 		c.mu.Unlock()
 	}
 	claims, err := c.verifier.Verify(ctx, token)
@@ -118,14 +130,14 @@ func (c *JWTChecker) Check(ctx context.Context, token string) (*Principal, error
 		Claims:    claims.Raw,
 		Expiry:    claims.Expiry,
 		Token:     secret.New(token),
-		TokenHash: key,
+		TokenHash: hex.EncodeToString(key[:]),
 		Checked:   true,
 	}
 	c.store(key, p, claims.Expiry, now)
 	return &p, nil
 }
 
-func (c *JWTChecker) store(key string, p Principal, exp, now time.Time) {
+func (c *JWTChecker) store(key [sha256.Size]byte, p Principal, exp, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.cache) >= c.maxEntries {
