@@ -35,6 +35,7 @@ type Config struct {
 	OAuthAgent          *OAuthAgent          `yaml:"oauth_agent"`
 	InternalJWT         *InternalJWT         `yaml:"internal_jwt"`
 	Routes              []Route              `yaml:"routes"`
+	Vault               *Vault               `yaml:"vault"`
 }
 
 // InternalJWT configures the JWTs Gatehouse signs for upstreams (forward:
@@ -376,6 +377,9 @@ func (c *Config) applyDefaults() {
 	}
 	if as := c.AuthorizationServer; as != nil && as.Introspection != nil {
 		as.Introspection.applyDefaults()
+	}
+	if c.Vault != nil {
+		c.Vault.applyDefaults()
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

@@ -79,6 +79,7 @@ func (v *validator) readFiles(c *Config) {
 			v.readSecret(fmt.Sprintf("routes[%d].introspection", i), &in.ClientSecret, in.ClientSecretFile)
 		}
 	}
+	v.readVaultFiles(c)
 	a := c.OAuthAgent
 	if a == nil {
 		return
@@ -178,6 +179,9 @@ func (v *validator) validate(c *Config) {
 		v.validateInternalJWT(c.InternalJWT)
 	}
 	v.validateRoutes(c)
+	if c.Vault != nil {
+		v.validateVault(c)
+	}
 }
 
 func (v *validator) validateAS(as *AuthorizationServer) {
