@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/authn"
@@ -110,24 +111,32 @@ func (d *asDeps) introspector(c *config.Introspection) (*introspect.Introspector
 }
 
 // lazyChecker builds its Checker on first use, after discovery, and retries
-// the build on later requests while it fails (the request gets 502).
+// the build on later requests while it fails (the request gets 502). Once
+// built, the checker is read without a lock: every request of the route
+// passes here.
 type lazyChecker struct {
 	build func() (authn.Checker, error)
 
-	mu sync.Mutex
-	c  authn.Checker
+	mu sync.Mutex // serializes builds
+	c  atomic.Pointer[checkerRef]
 }
 
+type checkerRef struct{ authn.Checker }
+
 func (l *lazyChecker) Check(ctx context.Context, token string) (*authn.Principal, error) {
+	if c := l.c.Load(); c != nil {
+		return c.Check(ctx, token)
+	}
 	l.mu.Lock()
-	c := l.c
+	c := l.c.Load()
 	if c == nil {
-		var err error
-		if c, err = l.build(); err != nil {
+		built, err := l.build()
+		if err != nil {
 			l.mu.Unlock()
 			return nil, authn.ErrASUnavailable.WithCause(err)
 		}
-		l.c = c
+		c = &checkerRef{built}
+		l.c.Store(c)
 	}
 	l.mu.Unlock()
 	return c.Check(ctx, token)
