@@ -31,7 +31,7 @@ func expectInvalidToken(t *testing.T, what string, r *response) {
 	}
 }
 
-// setClock sets Gatehouse's clock to wall time + d.
+// set sets Gatehouse's clock to wall time + d.
 func (c *clock) set(d time.Duration) {
 	c.mu.Lock()
 	c.offset = d
