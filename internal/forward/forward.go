@@ -42,6 +42,10 @@ type Minted struct {
 
 var errMint = httperr.New(http.StatusInternalServerError, httperr.CodeServerError, "Gatehouse could not issue a token for the upstream")
 
+// errNoIdentity: the authorization server vouched for a token without naming
+// its subject or client, so there is no one to issue a token for.
+var errNoIdentity = httperr.New(http.StatusBadGateway, httperr.CodeASError, "The authorization server did not identify the token's subject or client")
+
 // Credential implements Forwarder.
 func (m *Minted) Credential(_ context.Context, p *authn.Principal) (string, error) {
 	if p.Anonymous() {
@@ -62,8 +66,17 @@ func (m *Minted) Credential(_ context.Context, p *authn.Principal) (string, erro
 			extra[c] = v
 		}
 	}
+	// RFC 7662 makes sub and client_id optional; a token of a client acting
+	// for itself (client credentials) is about the client.
+	sub := p.Subject
+	if sub == "" {
+		sub = p.ClientID
+	}
+	if sub == "" {
+		return "", errNoIdentity
+	}
 	tok, err := m.Minter.Mint(mint.Subject{
-		Subject:  p.Subject,
+		Subject:  sub,
 		ClientID: p.ClientID,
 		Scopes:   p.Scopes,
 		Expiry:   p.Expiry,
