@@ -13,13 +13,18 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 )
 
 type ctxKey struct{}
 
 type requestInfo struct {
-	id     string
-	logger *slog.Logger
+	id   string
+	base *slog.Logger
+	// logger is base with the request id, built when a line is first
+	// logged for the request: most requests log only their access line,
+	// which adds the id itself, and slog's With costs several allocations.
+	logger atomic.Pointer[slog.Logger]
 }
 
 // NewLogger returns a JSON logger writing to w at the given level
@@ -42,15 +47,22 @@ func NewRequestID() string {
 // WithRequest returns a context carrying the request id and a logger that
 // adds it to every line.
 func WithRequest(ctx context.Context, base *slog.Logger, id string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, &requestInfo{id: id, logger: base.With("request_id", id)})
+	return context.WithValue(ctx, ctxKey{}, &requestInfo{id: id, base: base})
 }
 
 // Logger returns the request's logger, or fallback when ctx carries none.
 func Logger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
-	if ri, ok := ctx.Value(ctxKey{}).(*requestInfo); ok {
-		return ri.logger
+	ri, ok := ctx.Value(ctxKey{}).(*requestInfo)
+	if !ok {
+		return fallback
 	}
-	return fallback
+	if l := ri.logger.Load(); l != nil {
+		return l
+	}
+	// Goroutines of one request racing here build equal loggers.
+	l := ri.base.With("request_id", ri.id)
+	ri.logger.Store(l)
+	return l
 }
 
 // RequestID returns the request id carried by ctx, or "".
