@@ -43,6 +43,8 @@ type settings struct {
 	OpenFraction float64       `json:"open_loop_fraction"`
 	Sessions     int           `json:"distinct_sessions"`
 	GatehouseLog string        `json:"gatehouse_log"`
+	LogLevel     string        `json:"gatehouse_log_level"`
+	BarePool     bool          `json:"bare_buffer_pool"`
 	Out          string        `json:"-"`
 	Profile      bool          `json:"-"`
 	Only         string        `json:"-"`
@@ -62,6 +64,8 @@ func main() {
 	flag.Float64Var(&s.OpenFraction, "open-fraction", 0.5, "open-loop rate as a fraction of the round's bare-proxy requests/s")
 	flag.IntVar(&s.Sessions, "sessions", 20000, "distinct cookie sessions sent in the memory check (0 skips it)")
 	flag.StringVar(&s.GatehouseLog, "gatehouse-log", os.DevNull, "where Gatehouse's stderr (its JSON logs) goes")
+	flag.StringVar(&s.LogLevel, "gatehouse-log-level", "info", "Gatehouse's log.level (info writes the access log line of every request)")
+	flag.BoolVar(&s.BarePool, "bare-buffer-pool", false, "give the bare proxy a response-buffer pool like Gatehouse's (a stricter baseline)")
 	flag.StringVar(&s.Out, "out", "bench/results", "directory for the JSON results (and profiles)")
 	flag.BoolVar(&s.Profile, "profile", false, "after the rounds, record CPU and allocation profiles of Gatehouse per route")
 	flag.StringVar(&s.Only, "only", "", "measure only the bare proxy and this route (cookie, bearer-jwt, phantom, internal-jwt)")
@@ -70,6 +74,7 @@ func main() {
 	flag.IntVar(&ra.conns, "pool", 0, "internal: bare proxy pool sizing")
 	flag.StringVar(&ra.config, "config", "", "internal: Gatehouse configuration file")
 	flag.BoolVar(&ra.pprof, "pprof", false, "internal: serve pprof on descriptor 4")
+	flag.BoolVar(&ra.bufferPool, "buffer-pool", false, "internal: bare proxy with a buffer pool")
 	flag.Parse()
 
 	if role != "" {

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,7 +50,7 @@ func runRole(role string, args roleArgs) error {
 	case roleUpstream:
 		return serveHTTP(ctx, ln, http.HandlerFunc(upstream))
 	case roleBareProxy:
-		return serveHTTP(ctx, ln, bareProxy(args.upstream, args.conns))
+		return serveHTTP(ctx, ln, bareProxy(args.upstream, args.conns, args.bufferPool))
 	case roleGatehouse:
 		return runGatehouse(ctx, ln, args)
 	}
@@ -61,6 +62,8 @@ type roleArgs struct {
 	conns    int    // bare proxy: the load's connection count
 	config   string // gatehouse: the configuration file
 	pprof    bool   // gatehouse: fd 4 is a pprof listener
+	// bare proxy: pool response buffers as Gatehouse does
+	bufferPool bool
 }
 
 // upstream answers 200 with a small JSON body to requests that carry a
@@ -80,15 +83,16 @@ func upstream(w http.ResponseWriter, r *http.Request) {
 
 // bareProxy is the baseline: httputil.ReverseProxy with X-Forwarded-*
 // headers and a transport whose keep-alive pool holds every connection the
-// load can need.
-func bareProxy(upstreamURL string, conns int) http.Handler {
+// load can need. With pool, it also reuses its response copy buffers, as
+// Gatehouse does (ReverseProxy allocates 32 KiB per response otherwise).
+func bareProxy(upstreamURL string, conns int, pool bool) http.Handler {
 	u, err := url.Parse(upstreamURL)
 	if err != nil {
 		panic(err)
 	}
-	pool := max(512, 2*conns)
+	idle := max(512, 2*conns)
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	return &httputil.ReverseProxy{
+	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.SetXForwarded()
@@ -96,12 +100,32 @@ func bareProxy(upstreamURL string, conns int) http.Handler {
 		Transport: &http.Transport{
 			Proxy:                 nil,
 			DialContext:           dialer.DialContext,
-			MaxIdleConns:          2 * pool,
-			MaxIdleConnsPerHost:   pool,
+			MaxIdleConns:          2 * idle,
+			MaxIdleConnsPerHost:   idle,
 			IdleConnTimeout:       90 * time.Second,
 			ResponseHeaderTimeout: 30 * time.Second,
 			ForceAttemptHTTP2:     true,
 		},
+	}
+	if pool {
+		rp.BufferPool = &buffers{}
+	}
+	return rp
+}
+
+// buffers is a pool of ReverseProxy copy buffers.
+type buffers struct{ pool sync.Pool }
+
+func (b *buffers) Get() []byte {
+	if p, ok := b.pool.Get().(*[32 << 10]byte); ok {
+		return p[:]
+	}
+	return new([32 << 10]byte)[:]
+}
+
+func (b *buffers) Put(p []byte) {
+	if len(p) == 32<<10 {
+		b.pool.Put((*[32 << 10]byte)(p))
 	}
 }
 

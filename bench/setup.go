@@ -151,8 +151,11 @@ func setup(ctx context.Context, s settings) (_ *env, err error) {
 	if e.upstream, err = startChild(roleUpstream, []*os.File{upFile}, ""); err != nil {
 		return nil, err
 	}
-	if e.bare, err = startChild(roleBareProxy, []*os.File{bareFile}, "",
-		"-upstream", "http://"+upAddr, "-pool", fmt.Sprint(s.Conns)); err != nil {
+	bareArgs := []string{"-upstream", "http://" + upAddr, "-pool", fmt.Sprint(s.Conns)}
+	if s.BarePool {
+		bareArgs = append(bareArgs, "-buffer-pool")
+	}
+	if e.bare, err = startChild(roleBareProxy, []*os.File{bareFile}, "", bareArgs...); err != nil {
 		return nil, err
 	}
 
@@ -164,7 +167,7 @@ func setup(ctx context.Context, s settings) (_ *env, err error) {
 		return nil, err
 	}
 	cfgPath := filepath.Join(e.dir, "gatehouse.yaml")
-	if err := os.WriteFile(cfgPath, []byte(e.config(gwAddr, upAddr, key.String())), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(e.config(gwAddr, upAddr, key.String(), s.LogLevel)), 0o600); err != nil {
 		return nil, err
 	}
 	args := []string{"-config", cfgPath}
@@ -194,7 +197,7 @@ func setup(ctx context.Context, s settings) (_ *env, err error) {
 	if e.opaque, err = e.clientToken(opaqueClientID); err != nil {
 		return nil, err
 	}
-	if err := e.buildTargets(bareAddr); err != nil {
+	if err := e.buildTargets(bareAddr, s.BarePool); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -206,7 +209,7 @@ func portOf(addr string) string {
 }
 
 // config is Gatehouse's configuration: four routes to the one upstream.
-func (e *env) config(gwAddr, upAddr, cookieKey string) string {
+func (e *env) config(gwAddr, upAddr, cookieKey, logLevel string) string {
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	return strings.NewReplacer(
 		"LISTEN", q(gwAddr), "PUBLIC_URL", q(e.gwURL), "ISSUER", q(e.idpURL),
@@ -214,11 +217,11 @@ func (e *env) config(gwAddr, upAddr, cookieKey string) string {
 		"SPA_ID", q(spaClientID), "SPA_SECRET", q(e.secrets[spaClientID]),
 		"REDIRECT", q(e.gwURL+"/"), "PREFIX", q(cookiePrefix), "COOKIE_KEY", q(cookieKey),
 		"KEY_FILE", q(filepath.Join(e.dir, "signing-key.pem")),
-		"UPSTREAM", q("http://"+upAddr), "AUDIENCE", q(apiAudience),
+		"UPSTREAM", q("http://"+upAddr), "AUDIENCE", q(apiAudience), "LOG_LEVEL", q(logLevel),
 	).Replace(`listen: LISTEN
 public_url: PUBLIC_URL
 log:
-  level: info
+  level: LOG_LEVEL
 authorization_server:
   issuer: ISSUER
   introspection:
@@ -332,7 +335,11 @@ func (e *env) cookieHeader(accessToken string) (string, error) {
 	return "Cookie: " + cookiePrefix + "-at=" + at + "; " + cookiePrefix + "-csrf=" + csrf, nil
 }
 
-func (e *env) buildTargets(bareAddr string) error {
+func (e *env) buildTargets(bareAddr string, barePool bool) error {
+	bareAbout := "httputil.ReverseProxy (Rewrite: SetURL, SetXForwarded), tuned transport; request carries a bearer JWT"
+	if barePool {
+		bareAbout += "; response buffer pool"
+	}
 	gwHost := "localhost:" + portOf(e.gwAddr)
 	origin := "Origin: " + e.gwURL
 	bearerJWT := "Authorization: Bearer " + e.jwt
@@ -343,7 +350,7 @@ func (e *env) buildTargets(bareAddr string) error {
 	one := func(r []byte) [][]byte { return [][]byte{r} }
 	e.targets = []*target{
 		{name: "bare", path: "/bare", addr: bareAddr, proc: e.bare,
-			about: "httputil.ReverseProxy (Rewrite: SetURL, SetXForwarded), tuned transport; request carries a bearer JWT",
+			about: bareAbout,
 			reqs:  one(request(bareAddr, "/bare"+requestPath, bearerJWT))},
 		{name: "cookie", path: "/cookie", addr: e.gwAddr, proc: e.gatehouse,
 			about: "cookie entry, forward: access_token (the sealed cookie holds a JWT)",
