@@ -32,6 +32,7 @@ func (s *Server) compose(agent *oauthagent.Agent) http.Handler {
 			s.minter.ServeJWKS(w, r)
 		case agent != nil && config.PathCovers(basePath, p):
 			agent.ServeHTTP(w, r)
+		case s.serveVault(w, r): // /connections, and /vault without vault.listen
 		default:
 			for _, res := range config.ReservedPaths {
 				if config.PathCovers(res, p) {

@@ -56,6 +56,7 @@ type Server struct {
 	as       *asDeps
 	minter   *mint.Minter
 	router   *proxy.Router
+	vault    *vaultService
 	handler  http.Handler
 
 	wg     sync.WaitGroup
@@ -112,6 +113,13 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 	}
 
+	if vc := cfg.Vault; vc != nil {
+		v, err := s.buildVault(vc, cookies, origins)
+		if err != nil {
+			return nil, err
+		}
+		s.vault = v
+	}
 	if j := cfg.InternalJWT; j != nil {
 		m, err := s.buildMinter(j)
 		if err != nil {
@@ -264,6 +272,7 @@ func (s *Server) Start(ctx context.Context) {
 			s.provider.Run(ctx)
 		}()
 	}
+	s.startVault(ctx)
 }
 
 // Stop ends background work and waits for it, and closes idle upstream connections.
@@ -273,6 +282,7 @@ func (s *Server) Stop() {
 	}
 	s.wg.Wait()
 	s.router.Close()
+	s.stopVault()
 }
 
 // Serve serves on ln until ctx ends, then shuts down gracefully: the listener
@@ -296,17 +306,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	errc := make(chan error, 1)
+	vsrv, vln, err := s.listenVault(srv.TLSConfig)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	s.logger.Info("gatehouse listening", "address", ln.Addr().String(), "public_url", s.cfg.PublicURL, "tls", s.cfg.TLS.CertFile != "")
+	if vsrv != nil {
+		go func() { errc <- vsrv.Serve(vln) }()
+		s.logger.Info("vault API listening", "address", vln.Addr().String())
+	}
 	select {
 	case err := <-errc:
+		if vsrv != nil {
+			vsrv.Close()
+		}
+		srv.Close()
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
 	s.logger.Info("shutting down; waiting for in-flight requests", "timeout", sc.ShutdownTimeout.D().String())
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout.D())
 	defer cancel()
+	if vsrv != nil {
+		if err := vsrv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("server: vault listener shutdown: %w", err)
+		}
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
