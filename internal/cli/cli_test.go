@@ -26,6 +26,9 @@ func TestExampleConfigsPassCheck(t *testing.T) {
 		"SPA_CLIENT_SECRET":    "example-secret",
 		"INTROSPECTION_SECRET": "example-introspection-secret",
 		"COOKIE_KEY":           "0c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c8d9eaf1",
+		"VAULT_KEY":            "5e0a9b71c3d2f48e6a17b0c9d3e52f8a41c6b7d09e2f3a5c8b1d4e7f60a2c9b3",
+		"GITHUB_CLIENT_SECRET": "example-github-secret",
+		"GOOGLE_CLIENT_SECRET": "example-google-secret",
 	}
 	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
 	if err != nil || len(files) < 2 {
