@@ -433,3 +433,121 @@ func TestRefreshRefusesIDTokenForAnotherSubject(t *testing.T) {
 	}
 	e.assertNoSecretsAnywhere()
 }
+
+// secActive asks the provider's introspection endpoint (as Gatehouse's
+// introspection client) whether token is active: what an upstream that
+// validates tokens itself would learn.
+func (e *env) secActive(token string) bool {
+	e.t.Helper()
+	req, _ := http.NewRequest("POST", e.idp.Issuer()+devidp.PathIntrospect, strings.NewReader(url.Values{"token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(introClientID, introSecret)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m struct {
+		Active bool `json:"active"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&m) != nil {
+		e.t.Fatalf("introspection: %d", resp.StatusCode)
+	}
+	return m.Active
+}
+
+// TestSessionReplayAfterLogout pins what SECURITY.md says about a session
+// cookie copied before logout and replayed afterwards (a stolen cookie jar,
+// a shared computer). Logout revokes the grant at the provider, so:
+//   - on a route that introspects (token_format: opaque) the replay is
+//     refused as soon as Gatehouse asks the provider again: at once for a
+//     token it holds no cached result for, and for a token checked just
+//     before logout once that cached result ends (max_cache_ttl);
+//   - on a route without token_format the token is forwarded and the
+//     upstream decides (the provider says the token is inactive);
+//   - the agent refuses it at /userInfo (the provider's answer), and the
+//     copied -auth cookie no longer refreshes.
+func TestSessionReplayAfterLogout(t *testing.T) {
+	t.Parallel()
+	api := newUpstream(t)
+	e := newGateway(t, gateway{introspection: "json", routes: []string{
+		gwRoute("checked", "/checked", api.URL, "[cookie]", "token_format: opaque"),
+		gwRoute("unchecked", "/unchecked", api.URL, "[cookie]"),
+	}}, func(c *devidp.Config) {
+		c.Clients[0].AccessTokenFormat = devidp.AccessTokenOpaque
+		c.Clients[0].AccessTokenLifetime = time.Hour // outlives the cache
+	})
+	e.api = api
+	// stealSession logs a browser in and returns its cookies (-at and -csrf;
+	// with -auth), the CSRF value and the access token.
+	type stolenSession struct{ cookies, withAuth, csrf, at string }
+	steal := func() (*http.Client, stolenSession) {
+		b := e.newBrowser()
+		csrf := e.login(b)
+		s := e.session(b)
+		return b, stolenSession{
+			cookies:  cookieLine("example-at", s.at, "example-csrf", s.csrf),
+			withAuth: cookieLine("example-at", s.at, "example-csrf", s.csrf, "example-auth", s.auth),
+			csrf:     csrf, at: e.open(s.at),
+		}
+	}
+	replay := func(s stolenSession, method, path string) *response {
+		return e.do(e.raw(), method, path, `{}`, withCookies(s.cookies), withCSRF(s.csrf))
+	}
+	logout := func(b *http.Client, s stolenSession) {
+		if r := e.do(b, "POST", "/oauth-agent/logout", nil, withCSRF(s.csrf)); r.StatusCode != 200 {
+			t.Fatalf("logout: %d %s", r.StatusCode, r.body)
+		}
+		if e.secActive(s.at) {
+			t.Fatal("the provider still says the access token is active after logout revoked the grant")
+		}
+	}
+	refused := func(what string, r *response, calls int) {
+		t.Helper()
+		expectErr(t, what, r, 401, "unauthorized")
+		if api.count() != calls {
+			t.Errorf("%s: the upstream was called", what)
+		}
+	}
+	forwarded := func(what string, s stolenSession, r *response) {
+		t.Helper()
+		if r.StatusCode != 200 {
+			t.Errorf("%s: %d %s, want the request forwarded", what, r.StatusCode, r.body)
+		} else if got := api.last(t).Header.Get("Authorization"); got != "Bearer "+s.at {
+			t.Errorf("%s: the upstream received %q, want the replayed token", what, got)
+		}
+	}
+
+	// A session whose token Gatehouse never introspected: after logout the
+	// first check asks the provider, which has revoked it.
+	b1, s1 := steal()
+	logout(b1, s1)
+	for _, m := range []string{"GET", "POST"} {
+		refused(m+" /checked replayed after logout", replay(s1, m, "/checked/a"), api.count())
+		forwarded(m+" /unchecked replayed after logout", s1, replay(s1, m, "/unchecked/a"))
+	}
+
+	// A session used on the checked route just before logout: its cached
+	// active result admits the replay until the result ends (max_cache_ttl,
+	// 5m by default; the token itself lives an hour).
+	b2, s2 := steal()
+	for _, p := range []string{"/checked/a", "/unchecked/a"} {
+		forwarded(p+" before logout", s2, replay(s2, "GET", p))
+	}
+	logout(b2, s2)
+	for _, m := range []string{"GET", "POST"} {
+		forwarded(m+" /checked replayed inside the introspection cache", s2, replay(s2, m, "/checked/a"))
+	}
+	e.clock.Advance(5*time.Minute + time.Second)
+	for _, m := range []string{"GET", "POST"} {
+		refused(m+" /checked replayed after the cached result ended", replay(s2, m, "/checked/a"), api.count())
+		forwarded(m+" /unchecked replayed after the cached result ended", s2, replay(s2, m, "/unchecked/a"))
+	}
+
+	// The agent: userInfo asks the provider; the copied -auth is revoked.
+	r := e.do(e.raw(), "GET", "/oauth-agent/userInfo", nil, withCookies(s2.cookies))
+	expectErr(t, "userInfo replayed after logout", r, 401, "token_expired")
+	r = e.do(e.raw(), "POST", "/oauth-agent/refresh", nil, withCookies(s2.withAuth), withCSRF(s2.csrf))
+	expectErr(t, "refresh replayed after logout", r, 401, "session_expired")
+	e.assertNoSecretsAnywhere()
+}
