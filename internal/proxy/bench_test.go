@@ -45,6 +45,7 @@ func benchRequest() *http.Request {
 	h.Set("Accept-Encoding", "gzip, deflate, br")
 	h.Set("Origin", "https://www.example.com")
 	h.Set("Referer", "https://www.example.com/orders")
+	h.Set("Connection", "keep-alive")
 	h.Set("Cookie", "example-at=sealed-access-token; example-csrf=sealed-csrf-token")
 	h.Set("X-Example-Csrf", "csrf-token")
 	h.Set("X-Forwarded-For", "198.51.100.1")

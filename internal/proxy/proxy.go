@@ -262,7 +262,7 @@ type credentialKey struct{}
 
 func isUpgrade(r *http.Request) bool {
 	for _, v := range r.Header.Values("Connection") {
-		for _, t := range strings.Split(v, ",") {
+		for t := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
 				return true
 			}
