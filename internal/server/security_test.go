@@ -464,7 +464,8 @@ func (e *env) secActive(token string) bool {
 //     token it holds no cached result for, and for a token checked just
 //     before logout once that cached result ends (max_cache_ttl);
 //   - on a route without token_format the token is forwarded and the
-//     upstream decides (the provider says the token is inactive);
+//     upstream decides (the provider says the token is inactive); with
+//     token_format: jwt it is accepted until it expires;
 //   - the agent refuses it at /userInfo (the provider's answer), and the
 //     copied -auth cookie no longer refreshes.
 func TestSessionReplayAfterLogout(t *testing.T) {
@@ -550,4 +551,25 @@ func TestSessionReplayAfterLogout(t *testing.T) {
 	r = e.do(e.raw(), "POST", "/oauth-agent/refresh", nil, withCookies(s2.withAuth), withCSRF(s2.csrf))
 	expectErr(t, "refresh replayed after logout", r, 401, "session_expired")
 	e.assertNoSecretsAnywhere()
+
+	// A route that verifies JWT access tokens itself accepts the replay
+	// until the token expires: a signed token cannot be recalled.
+	jwtAPI := newUpstream(t)
+	j := newGateway(t, gateway{routes: []string{
+		gwRoute("jwt", "/jwt", jwtAPI.URL, "[cookie]", "token_format: jwt", "audience: "+ordersAudience),
+	}})
+	jb := j.browser
+	jcsrf := j.login(jb)
+	js := j.session(jb)
+	if r := j.do(jb, "POST", "/oauth-agent/logout", nil, withCSRF(jcsrf)); r.StatusCode != 200 {
+		t.Fatalf("logout: %d %s", r.StatusCode, r.body)
+	}
+	r = j.do(j.raw(), "POST", "/jwt/a", `{}`, withCookies(cookieLine("example-at", js.at, "example-csrf", js.csrf)), withCSRF(jcsrf))
+	if r.StatusCode != 200 || jwtAPI.last(t).Header.Get("Authorization") != "Bearer "+j.open(js.at) {
+		t.Errorf("JWT route replayed after logout: %d %s, want forwarded", r.StatusCode, r.body)
+	}
+	j.clock.Advance(devidp.DefaultAccessTokenLifetime + time.Minute)
+	r = j.do(j.raw(), "POST", "/jwt/a", `{}`, withCookies(cookieLine("example-at", js.at, "example-csrf", js.csrf)), withCSRF(jcsrf))
+	expectErr(t, "JWT route replayed after the token expired", r, 401, "unauthorized")
+	j.assertNoSecretsAnywhere()
 }
