@@ -573,3 +573,269 @@ func TestSessionReplayAfterLogout(t *testing.T) {
 	expectErr(t, "JWT route replayed after the token expired", r, 401, "unauthorized")
 	j.assertNoSecretsAnywhere()
 }
+
+// spoofedHosts are the request headers a client or a misconfigured proxy
+// could use to make Gatehouse build URLs for another host.
+var spoofedHosts = []struct {
+	name string
+	opts []reqOpt
+}{
+	{"Host", []reqOpt{withHost("evil.io")}},
+	{"X-Forwarded-Host", []reqOpt{withHeader("X-Forwarded-Host", "evil.io")}},
+	{"X-Forwarded-Proto", []reqOpt{withHeader("X-Forwarded-Proto", "http")}},
+	{"X-Forwarded-Host and Port", []reqOpt{withHeader("X-Forwarded-Host", "evil.io:8443"), withHeader("X-Forwarded-Port", "8443")}},
+	{"Forwarded", []reqOpt{withHeader("Forwarded", `for=198.51.100.7;host=evil.io;proto=http`)}},
+	{"X-Original-Host and X-Host", []reqOpt{withHeader("X-Original-Host", "evil.io"), withHeader("X-Host", "evil.io"), withHeader("X-Forwarded-Server", "evil.io")}},
+	{"all at once", []reqOpt{withHost("evil.io:443"), withHeader("X-Forwarded-Host", "evil.io"), withHeader("X-Forwarded-Proto", "http"),
+		withHeader("Forwarded", "host=evil.io;proto=http"), withHeader("X-Original-Host", "evil.io")}},
+}
+
+func withHost(h string) reqOpt { return func(r *http.Request) { r.Host = h } }
+
+// secCheckProviderURL checks a URL Gatehouse returned for the browser to
+// navigate to: the provider's endpoint at path exactly (scheme, host and
+// path from discovery), a query of percent-encoded parameters only (nothing
+// a browser could parse differently from Go), the redirect parameter named
+// redirect exactly the configured SPA URL, and no mention of the attacker's
+// host outside an encoded parameter value.
+func (e *env) secCheckProviderURL(t *testing.T, what, raw, path, redirect string) url.Values {
+	t.Helper()
+	prefix := e.idp.Issuer() + path + "?"
+	if !strings.HasPrefix(raw, prefix) {
+		t.Errorf("%s: URL %q does not start with %q", what, raw, prefix)
+		return nil
+	}
+	query := raw[len(prefix):]
+	for _, c := range query {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~%=&", c)) {
+			t.Errorf("%s: the query has a raw %q: %q", what, c, raw)
+			return nil
+		}
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+		return nil
+	}
+	for k, vs := range q {
+		if len(vs) != 1 {
+			t.Errorf("%s: parameter %s appears %d times", what, k, len(vs))
+		}
+	}
+	if got := q.Get(redirect); got != spaURL {
+		t.Errorf("%s: %s = %q, want %q", what, redirect, got, spaURL)
+	}
+	return q
+}
+
+// TestRedirectURIsIgnoreSpoofedHostHeaders stops host header injection into
+// the URLs Gatehouse builds: a spoofed Host, X-Forwarded-Host,
+// X-Forwarded-Proto or Forwarded at /login/start and /logout never changes
+// the authorization request URL, its redirect_uri, the end-session URL or
+// its post_logout_redirect_uri (all from configuration and discovery), nor
+// the cookies' attributes.
+func TestRedirectURIsIgnoreSpoofedHostHeaders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	start := func(opts ...reqOpt) (*http.Client, *response) {
+		b := e.newBrowser()
+		r := e.do(b, "POST", "/oauth-agent/login/start", nil, opts...)
+		if r.StatusCode != 200 {
+			t.Fatalf("login/start: %d %s", r.StatusCode, r.body)
+		}
+		return b, r
+	}
+	_, base := start()
+	baseQ := e.secCheckProviderURL(t, "baseline", base.json(t)["authorizationRequestUrl"].(string), devidp.PathAuthorize, "redirect_uri")
+	lb := e.newBrowser()
+	csrf := e.login(lb)
+	baseLogout := e.do(lb, "POST", "/oauth-agent/logout", nil, withCSRF(csrf)).json(t)["url"].(string)
+	e.secCheckProviderURL(t, "baseline logout", baseLogout, devidp.PathEndSession, "post_logout_redirect_uri")
+
+	for _, sp := range spoofedHosts {
+		t.Run(sp.name, func(t *testing.T) {
+			e := e.sub(t)
+			_, r := start(sp.opts...)
+			raw := r.json(t)["authorizationRequestUrl"].(string)
+			q := e.secCheckProviderURL(t, "login/start", raw, devidp.PathAuthorize, "redirect_uri")
+			for k := range baseQ {
+				if k == "state" || k == "nonce" || k == "code_challenge" {
+					continue
+				}
+				if q.Get(k) != baseQ.Get(k) {
+					t.Errorf("login/start: %s = %q, want %q", k, q.Get(k), baseQ.Get(k))
+				}
+			}
+			if len(q) != len(baseQ) {
+				t.Errorf("login/start: parameters %v, want those of %v", q, baseQ)
+			}
+			for _, sc := range r.Header.Values("Set-Cookie") {
+				if strings.Contains(strings.ToLower(sc), "evil") || strings.Contains(strings.ToLower(sc), "domain=") {
+					t.Errorf("login/start cookie follows the spoofed host: %s", sc)
+				}
+			}
+			b := e.newBrowser()
+			csrf := e.login(b)
+			// The Cookie header by hand: Go's jar picks cookies by req.Host.
+			r = e.do(e.raw(), "POST", "/oauth-agent/logout", nil,
+				append([]reqOpt{withCSRF(csrf), withCookies(e.cookieHeader(b, "/oauth-agent/logout"))}, sp.opts...)...)
+			if r.StatusCode != 200 {
+				t.Fatalf("logout: %d %s (%s)", r.StatusCode, r.body, e.secLogCause(r))
+			}
+			if got := r.json(t)["url"]; got != baseLogout {
+				t.Errorf("logout url %q, want %q", got, baseLogout)
+			}
+			for _, sc := range r.Header.Values("Set-Cookie") {
+				if strings.Contains(strings.ToLower(sc), "evil") || strings.Contains(strings.ToLower(sc), "domain=") {
+					t.Errorf("logout cookie follows the spoofed host: %s", sc)
+				}
+			}
+		})
+	}
+	e.assertNoSecretsAnywhere()
+}
+
+// openRedirects are open-redirect payloads: absolute URLs to other hosts,
+// scheme-relative and backslash forms, encoded and mixed-case variants,
+// userinfo and look-alike tricks, and header injection.
+var openRedirects = []string{
+	"https://evil.io", "http://evil.io:443/", "HTTPS://EVIL.IO", "hTtPs://eViL.iO/x",
+	"//evil.io", "///evil.io", "/\\evil.io", "\\\\evil.io", "\\/evil.io", " //evil.io", "/\t/evil.io",
+	"https:evil.io", "https:/evil.io", "https:\\\\evil.io",
+	"%2F%2Fevil.io", "%2f%2fevil.io", "/%5Cevil.io", "https%3A%2F%2Fevil.io", "%68ttps://evil.io", "//evil%2Eio",
+	"https://www.example.com@evil.io", "https://127.0.0.1:5173@evil.io", "https://127.0.0.1:5173%40evil.io",
+	"https://127.0.0.1:5173.evil.io", "https://evil.io\\@127.0.0.1:5173", "https://evil.io#@127.0.0.1:5173",
+	"https://evil.io?@127.0.0.1:5173/", spaOrigin + ".evil.io/", "https://evil.io/?r=" + spaURL,
+	"javascript:alert(document.domain)", "data:text/html,<script>alert(1)</script>",
+	"x\r\nLocation: https://evil.io", "/x\r\nSet-Cookie: example-at=evil",
+}
+
+// TestNoOpenRedirectFromAttackerInput stops open redirects through the OAuth
+// Agent: open-redirect payloads in every input that reaches a URL Gatehouse
+// returns (extraParams values, a query string or body at /login/start and
+// /logout, pageUrl at /login/end) never yield a redirect response or a URL
+// to another host. extraParams values stay one percent-encoded parameter;
+// payloads as extraParams keys are refused; the provider, given the
+// resulting authorization request, still redirects to the SPA only.
+func TestNoOpenRedirectFromAttackerInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	var all []*response
+	do := func(c *http.Client, method, path string, body any, opts ...reqOpt) *response {
+		r := e.do(c, method, path, body, opts...)
+		all = append(all, r)
+		return r
+	}
+	baseQ := e.secCheckProviderURL(t, "baseline", e.loginStart(e.newBrowser(), nil), devidp.PathAuthorize, "redirect_uri")
+	lb := e.newBrowser()
+	csrf := e.login(lb)
+	sess := e.cookieHeader(lb, "/oauth-agent/logout")
+	baseLogout := do(e.raw(), "POST", "/oauth-agent/logout", nil, withCSRF(csrf), withCookies(sess)).json(t)["url"].(string)
+	e.secCheckProviderURL(t, "baseline logout", baseLogout, devidp.PathEndSession, "post_logout_redirect_uri")
+
+	type kv = map[string]string
+	params := func(pairs ...string) map[string]any {
+		var list []kv
+		for i := 0; i+1 < len(pairs); i += 2 {
+			list = append(list, kv{"key": pairs[i], "value": pairs[i+1]})
+		}
+		return map[string]any{"extraParams": list}
+	}
+	urlParams := []string{"redirect_uri", "post_logout_redirect_uri", "returnTo", "return_url", "url", "next", "target", "redirect"}
+	attackerQuery := func(p string) string {
+		q := url.Values{}
+		for _, k := range urlParams {
+			q.Set(k, p)
+		}
+		return "?" + q.Encode()
+	}
+	attackerBody := func(p string) map[string]any {
+		m := map[string]any{"pageUrl": p}
+		for _, k := range urlParams {
+			m[k] = p
+		}
+		return m
+	}
+
+	for i, p := range openRedirects {
+		what := fmt.Sprintf("payload #%d %q", i, p)
+		// extraParams values, one allowed key at a time.
+		for _, key := range []string{"prompt", "login_hint", "ui_locales", "claims"} {
+			r := do(e.newBrowser(), "POST", "/oauth-agent/login/start", params(key, p))
+			if r.StatusCode != 200 {
+				t.Errorf("%s in %s: %d %s", what, key, r.StatusCode, r.body)
+				continue
+			}
+			q := e.secCheckProviderURL(t, what+" in "+key, r.json(t)["authorizationRequestUrl"].(string), devidp.PathAuthorize, "redirect_uri")
+			if q == nil {
+				continue
+			}
+			if q.Get(key) != p || len(q) != len(baseQ)+1 {
+				t.Errorf("%s in %s: the value did not stay one parameter: %v", what, key, q)
+			}
+		}
+		// As an extraParams key: not allowed.
+		expectErr(t, what+" as a key", do(e.newBrowser(), "POST", "/oauth-agent/login/start", params(p, "x")), 400, "invalid_request")
+		// In the query string and the body of /login/start.
+		r := do(e.newBrowser(), "POST", "/oauth-agent/login/start"+attackerQuery(p), attackerBody(p))
+		if r.StatusCode == 200 {
+			e.secCheckProviderURL(t, what+" at login/start", r.json(t)["authorizationRequestUrl"].(string), devidp.PathAuthorize, "redirect_uri")
+		} else {
+			expectErr(t, what+" at login/start", r, 400, "invalid_request")
+		}
+		// In the query string and the body of /logout, with a session.
+		b := e.newBrowser()
+		csrf := e.login(b)
+		r = do(e.raw(), "POST", "/oauth-agent/logout"+attackerQuery(p), attackerBody(p),
+			withCSRF(csrf), withCookies(e.cookieHeader(b, "/oauth-agent/logout")))
+		if r.StatusCode != 200 || r.json(t)["url"] != baseLogout {
+			t.Errorf("%s at logout: %d %s, want the configured end-session URL", what, r.StatusCode, r.body)
+		}
+		// As pageUrl, and inside it, at /login/end: the answer is JSON with
+		// the contract's fields and never a URL. (An error_description is
+		// shown as the message when it is short RFC 6749 text: that is the
+		// contract's text for the SPA to display, not a URL it follows.)
+		errorPage := spaURL + "?" + url.Values{"error": {"access_denied"}, "state": {"st4te"}, "error_description": {p}, "error_uri": {p}}.Encode()
+		for _, page := range []string{p, p + "?code=c0de&state=st4te", spaURL + "?" + url.Values{"redirect_uri": {p}, "next": {p}}.Encode(), errorPage} {
+			r := do(e.newBrowser(), "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": page})
+			if r.StatusCode >= 500 {
+				t.Errorf("%s as pageUrl %q: %d %s", what, page, r.StatusCode, r.body)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(r.body, &m); err != nil {
+				t.Errorf("%s as pageUrl %q: not JSON: %s", what, page, r.body)
+			}
+			for k, v := range m {
+				switch k {
+				case "handled", "isLoggedIn":
+					if _, ok := v.(bool); !ok {
+						t.Errorf("%s as pageUrl %q: %s=%v", what, page, k, v)
+					}
+				case "code", "message":
+					if s, _ := v.(string); strings.Contains(strings.ToLower(s), "evil") && !(k == "message" && page == errorPage) {
+						t.Errorf("%s as pageUrl %q: %s=%q", what, page, k, s)
+					}
+				default:
+					t.Errorf("%s as pageUrl %q: the answer carries %s=%v", what, page, k, v)
+				}
+			}
+		}
+	}
+
+	// End to end: the provider, given an authorization request with
+	// payloads in every allowed parameter, redirects to the SPA only.
+	b := e.newBrowser()
+	cb := e.authorize(e.loginStart(b, params("prompt", "login", "login_hint", "https://www.example.com@evil.io",
+		"ui_locales", "//evil.io", "claims", "https://evil.io")))
+	if r := do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": cb}); r.StatusCode != 200 {
+		t.Fatalf("login with payloads in extraParams: %d %s", r.StatusCode, r.body)
+	}
+
+	for i, r := range all {
+		if loc := r.Header.Get("Location"); loc != "" || r.StatusCode/100 == 3 {
+			t.Errorf("response #%d (%s %s) redirects: %d Location %q", i, r.Request.Method, r.Request.URL.Path, r.StatusCode, loc)
+		}
+		checkAgentHeaders(t, fmt.Sprintf("response #%d", i), r)
+	}
+	e.assertNoSecretsAnywhere()
+}
