@@ -10,11 +10,13 @@
 // come from the provider (client_credentials); cookies are sealed with the
 // key Gatehouse is configured with.
 //
-// Every round measures every target, in an order that rotates between
-// rounds: a closed-loop run (requests/s, server CPU per request), then an
-// open-loop run at a fraction of that round's bare-proxy rate (latency
-// percentiles). The report gives medians over rounds and each target's
-// ratio to the bare proxy, as a table and as JSON in -out.
+// Every round measures every target: closed-loop (requests/s, server CPU
+// per request), then open-loop at a fraction of that round's bare-proxy
+// rate (latency percentiles). Each run is cut into slices (-slice) that
+// alternate between the targets, the order rotating, so that changes in
+// the machine's background load fall on every target alike. The report
+// gives medians over rounds and each target's ratio to the bare proxy, as a
+// table and as JSON in -out.
 //
 // Checks (printed, not timed): concurrent first requests with a new opaque
 // token make one introspection call; forged JWTs make no JWKS fetch; RSS
@@ -37,6 +39,8 @@ type settings struct {
 	Duration     time.Duration `json:"-"`
 	DurationS    float64       `json:"duration_s"`
 	Warmup       time.Duration `json:"-"`
+	Slice        time.Duration `json:"-"`
+	SliceS       float64       `json:"slice_s"`
 	Rounds       int           `json:"rounds"`
 	Conns        int           `json:"connections"`
 	OpenConns    int           `json:"open_loop_connections"`
@@ -57,6 +61,7 @@ func main() {
 		ra   roleArgs
 	)
 	flag.DurationVar(&s.Duration, "duration", 3*time.Second, "length of each closed-loop and each open-loop run")
+	flag.DurationVar(&s.Slice, "slice", time.Second, "runs are cut into slices of at most this long that alternate between the targets")
 	flag.DurationVar(&s.Warmup, "warmup", time.Second, "closed-loop warm-up per target before the rounds")
 	flag.IntVar(&s.Rounds, "rounds", 5, "interleaved rounds (medians are taken over them)")
 	flag.IntVar(&s.Conns, "conns", 16, "connections of the closed-loop runs")
@@ -88,6 +93,10 @@ func main() {
 		s.OpenConns = s.Conns
 	}
 	s.DurationS = s.Duration.Seconds()
+	if s.Slice <= 0 {
+		s.Slice = s.Duration
+	}
+	s.SliceS = s.Slice.Seconds()
 	if s.Rounds < 1 || s.Conns < 1 || s.Duration <= 0 || s.OpenFraction <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds, -conns, -duration and -open-fraction must be positive")
 		os.Exit(2)

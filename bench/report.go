@@ -33,8 +33,8 @@ func mark(ok bool) string {
 // printTable writes the summary: medians over rounds, ratios to the bare proxy.
 func printTable(w io.Writer, res *results) {
 	s := res.Settings
-	fmt.Fprintf(w, "\nGatehouse vs bare httputil.ReverseProxy — medians of %d rounds; closed loop %d connections × %.0fs; open loop at %.0f%% of the bare proxy's req/s\n",
-		s.Rounds, s.Conns, s.DurationS, 100*s.OpenFraction)
+	fmt.Fprintf(w, "\nGatehouse vs bare httputil.ReverseProxy — medians of %d rounds; per round and target: closed loop %d connections × %.0fs, open loop at %.0f%% of the bare proxy's req/s × %.0fs, in slices of ≤ %.0fs alternating between targets\n",
+		s.Rounds, s.Conns, s.DurationS, 100*s.OpenFraction, s.DurationS, s.SliceS)
 	fmt.Fprintf(w, "machine: %d × %s, load average before %v, after %v\n\n", res.Machine.CPUs, res.Machine.CPUModel, res.Machine.LoadBefore, res.Machine.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\treq/s\t×bare\tCPU µs/req\t×bare\tp50 ms\t×bare\tp90 ms\t×bare\tp99 ms\t×bare\terrors\treq/s ≥0.85×\tp99 ≤1.2×\t")

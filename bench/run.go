@@ -63,15 +63,63 @@ func (e *env) sample(t *target) (cpuSampler, error) {
 	return s, err
 }
 
-func (e *env) finish(t *target, l load, before cpuSampler) (*runResult, error) {
+// part is one slice of a run: what the load generator saw and the CPU the
+// processes used meanwhile.
+type part struct {
+	l   load
+	cpu cpuSampler // used during the slice
+}
+
+// slice runs gen against t and samples CPU time right before its first
+// request and after its last response.
+func (e *env) slice(t *target, gen func(before func()) (load, error)) (part, error) {
+	var before cpuSampler
+	var serr error
+	l, err := gen(func() { before, serr = e.sample(t) })
+	if err != nil {
+		return part{}, fmt.Errorf("bench: %s: %w", t.name, err)
+	}
+	if serr != nil {
+		return part{}, serr
+	}
 	after, err := e.sample(t)
 	if err != nil {
-		return nil, err
+		return part{}, err
 	}
 	for _, c := range []*child{e.gatehouse, e.bare, e.upstream} {
 		if err := c.exited(); err != nil {
-			return nil, err
+			return part{}, err
 		}
+	}
+	return part{l: l, cpu: cpuSampler{
+		server:   after.server - before.server,
+		upstream: after.upstream - before.upstream,
+		self:     after.self - before.self,
+	}}, nil
+}
+
+// result merges the slices of one target's run.
+func (e *env) result(t *target, parts []part) *runResult {
+	var l load
+	var cpu cpuSampler
+	for _, p := range parts {
+		l.Requests += p.l.Requests
+		l.Errors += p.l.Errors
+		l.Elapsed += p.l.Elapsed
+		l.Latencies = append(l.Latencies, p.l.Latencies...)
+		l.MaxLag = max(l.MaxLag, p.l.MaxLag)
+		for st, n := range p.l.Statuses {
+			if l.Statuses == nil {
+				l.Statuses = map[int]int{}
+			}
+			l.Statuses[st] += n
+		}
+		if l.FirstErr == "" {
+			l.FirstErr = p.l.FirstErr
+		}
+		cpu.server += p.cpu.server
+		cpu.upstream += p.cpu.upstream
+		cpu.self += p.cpu.self
 	}
 	r := &runResult{Requests: l.Requests, Errors: l.Errors, Statuses: l.Statuses, FirstErr: l.FirstErr, Seconds: l.Elapsed.Seconds()}
 	if l.Elapsed > 0 {
@@ -79,9 +127,9 @@ func (e *env) finish(t *target, l load, before cpuSampler) (*runResult, error) {
 	}
 	if n := float64(l.Requests + l.Errors); n > 0 {
 		us := func(d time.Duration) float64 { return float64(d.Microseconds()) / n }
-		r.CPUus = us(after.server - before.server)
-		r.UpstreamCPUus = us(after.upstream - before.upstream)
-		r.LoadgenCPUus = us(after.self - before.self)
+		r.CPUus = us(cpu.server)
+		r.UpstreamCPUus = us(cpu.upstream)
+		r.LoadgenCPUus = us(cpu.self)
 	}
 	r.RSSKB, _ = rssKB(t.proc.pid())
 	lat := l.Latencies
@@ -90,74 +138,80 @@ func (e *env) finish(t *target, l load, before cpuSampler) (*runResult, error) {
 	if len(lat) > 0 {
 		r.Max = ms(lat[len(lat)-1])
 	}
-	return r, nil
+	r.MaxLagMS = ms(l.MaxLag)
+	return r
 }
 
 func (e *env) measureClosed(t *target, conns int, d time.Duration) (*runResult, error) {
-	var before cpuSampler
-	var serr error
-	l, err := closedLoop(t.addr, t.reqs, http.StatusOK, conns, d, func() { before, serr = e.sample(t) })
-	if err != nil {
-		return nil, fmt.Errorf("bench: %s: %w", t.name, err)
-	}
-	if serr != nil {
-		return nil, serr
-	}
-	return e.finish(t, l, before)
-}
-
-func (e *env) measureOpen(t *target, conns int, rate float64, d time.Duration) (*runResult, error) {
-	var before cpuSampler
-	var serr error
-	l, err := openLoop(t.addr, t.reqs, http.StatusOK, conns, rate, d, func() { before, serr = e.sample(t) })
-	if err != nil {
-		return nil, fmt.Errorf("bench: %s: %w", t.name, err)
-	}
-	if serr != nil {
-		return nil, serr
-	}
-	r, err := e.finish(t, l, before)
+	p, err := e.slice(t, func(before func()) (load, error) {
+		return closedLoop(t.addr, t.reqs, http.StatusOK, conns, d, before)
+	})
 	if err != nil {
 		return nil, err
 	}
-	r.Rate = rate
-	r.MaxLagMS = ms(l.MaxLag)
-	r.Completed = float64(l.Requests) / (rate * d.Seconds())
-	return r, nil
+	return e.result(t, []part{p}), nil
 }
 
 // pause lets the machine settle between runs (sockets in TIME_WAIT, GC).
-const pause = 300 * time.Millisecond
+const pause = 100 * time.Millisecond
+
+// phase runs gen against every target for d in total, in slices of at most
+// sliceLen that alternate between the targets (the order rotating from
+// slice to slice), so that a change in the machine's background load
+// falls on every target alike.
+func (e *env) phase(first int, targets []*target, d, sliceLen time.Duration,
+	gen func(t *target, d time.Duration, before func()) (load, error)) (map[string]*runResult, error) {
+	n := max(1, int((d+sliceLen-1)/sliceLen))
+	each := d / time.Duration(n)
+	parts := map[string][]part{}
+	for i := range n {
+		for k := range targets {
+			t := targets[(first+i+k)%len(targets)]
+			time.Sleep(pause)
+			p, err := e.slice(t, func(before func()) (load, error) { return gen(t, each, before) })
+			if err != nil {
+				return nil, err
+			}
+			parts[t.name] = append(parts[t.name], p)
+		}
+	}
+	out := map[string]*runResult{}
+	for _, t := range targets {
+		out[t.name] = e.result(t, parts[t.name])
+	}
+	return out, nil
+}
 
 // round measures every target closed-loop, then every target open-loop at
-// the fraction of this round's bare-proxy rate. The order rotates.
+// the fraction of this round's bare-proxy rate.
 func (e *env) round(n int, targets []*target, s settings) (round, error) {
-	order := make([]*target, len(targets))
-	for i := range targets {
-		order[i] = targets[(i+n)%len(targets)]
+	rd := round{Round: n + 1}
+	for k := range targets {
+		rd.Order = append(rd.Order, targets[(n+k)%len(targets)].name)
 	}
-	rd := round{Round: n + 1, Closed: map[string]*runResult{}, Open: map[string]*runResult{}}
-	for _, t := range order {
-		rd.Order = append(rd.Order, t.name)
+	fmt.Printf("round %d/%d (first slice: %v)\n", n+1, s.Rounds, rd.Order)
+	var err error
+	rd.Closed, err = e.phase(n, targets, s.Duration, s.Slice, func(t *target, d time.Duration, before func()) (load, error) {
+		return closedLoop(t.addr, t.reqs, http.StatusOK, s.Conns, d, before)
+	})
+	if err != nil {
+		return rd, err
 	}
-	fmt.Printf("round %d/%d (%v)\n", n+1, s.Rounds, rd.Order)
-	for _, t := range order {
-		time.Sleep(pause)
-		r, err := e.measureClosed(t, s.Conns, s.Duration)
-		if err != nil {
-			return rd, err
-		}
-		rd.Closed[t.name] = r
+	for _, t := range targets {
+		r := rd.Closed[t.name]
 		fmt.Printf("  closed %-13s %8.0f req/s  cpu %6.1f µs/req  errors %d\n", t.name, r.RPS, r.CPUus, r.Errors)
 	}
 	rd.Rate = s.OpenFraction * rd.Closed["bare"].RPS
-	for _, t := range order {
-		time.Sleep(pause)
-		r, err := e.measureOpen(t, s.OpenConns, rd.Rate, s.Duration)
-		if err != nil {
-			return rd, err
-		}
-		rd.Open[t.name] = r
+	rd.Open, err = e.phase(n, targets, s.Duration, s.Slice, func(t *target, d time.Duration, before func()) (load, error) {
+		return openLoop(t.addr, t.reqs, http.StatusOK, s.OpenConns, rd.Rate, d, before)
+	})
+	if err != nil {
+		return rd, err
+	}
+	for _, t := range targets {
+		r := rd.Open[t.name]
+		r.Rate = rd.Rate
+		r.Completed = float64(r.Requests) / (rd.Rate * s.Duration.Seconds())
 		fmt.Printf("  open   %-13s %8.0f req/s  p50 %6.3f  p90 %6.3f  p99 %6.3f ms  errors %d\n", t.name, rd.Rate, r.P50, r.P90, r.P99, r.Errors)
 	}
 	return rd, nil
