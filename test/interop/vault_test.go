@@ -33,7 +33,7 @@ func TestVaultAgainstOIDCProvider(t *testing.T) {
 	requireNode(t)
 	const spaOrigin = "https://127.0.0.1:5173"
 	as := devidptest.Start(t, devidp.Config{
-		Users: []devidp.User{{ID: "alice-1", Username: "alice", Password: "Wonderland1"}},
+		Users:   []devidp.User{{ID: "alice-1", Username: "alice", Password: "Wonderland1"}},
 		Clients: []devidp.Client{{ID: "spa", Secret: "spa-secret", RedirectURIs: []string{spaOrigin + "/"}, AccessTokenLifetime: time.Hour}},
 	})
 
