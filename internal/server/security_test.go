@@ -839,3 +839,210 @@ func TestNoOpenRedirectFromAttackerInput(t *testing.T) {
 	}
 	e.assertNoSecretsAnywhere()
 }
+
+// exchange is one request and the response headers a trafficRecorder saw.
+type exchange struct {
+	method, path string
+	status       int
+	header       http.Header
+}
+
+// trafficRecorder wraps a client's transport and keeps every response's
+// headers (the env keeps the bodies).
+type trafficRecorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	seen []exchange
+}
+
+func (tr *trafficRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := tr.next.RoundTrip(req)
+	if err == nil {
+		tr.mu.Lock()
+		tr.seen = append(tr.seen, exchange{req.Method, req.URL.Path, resp.StatusCode, resp.Header.Clone()})
+		tr.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (tr *trafficRecorder) all() []exchange {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]exchange(nil), tr.seen...)
+}
+
+// recorded returns client c with its transport wrapped by tr.
+func (tr *trafficRecorder) recorded(c *http.Client) *http.Client {
+	if tr.next == nil {
+		tr.next = c.Transport
+	}
+	cc := *c
+	cc.Transport = tr
+	return &cc
+}
+
+// TestNoCredentialLeakOverAWholeSession is the leakage sweep of invariant 1
+// and 12: a whole session (login with extraParams, userInfo, claims, API GET
+// and POST, refresh, logout) and failing requests of every kind (origin,
+// CSRF, cookies, bodies, login checks, paths, methods, sizes, provider
+// faults, a client-sent Authorization) — then no credential (access,
+// refresh and ID tokens, code, state, PKCE verifier, CSRF value, client
+// secret, cookie key, cookie values, Authorization header values) is in a
+// log line, a response body, a response header such as Location or
+// WWW-Authenticate, or a URL Gatehouse returned, except where the contract
+// puts it (state, nonce and code challenge in the authorization request URL,
+// the CSRF value in /login/end's answer). Every agent response and every
+// response that sets a cookie carries no-store, nosniff and no-referrer.
+func TestNoCredentialLeakOverAWholeSession(t *testing.T) {
+	t.Parallel()
+	e, as := newEnvWithFaultyAS(t, "2s")
+	rec := &trafficRecorder{}
+	browser := func() *http.Client { return rec.recorded(e.newBrowser()) }
+	raw := func() *http.Client { return rec.recorded(e.raw()) }
+	const clientAuth = "Bearer client-sent-credential-5e1f0c9a"
+	e.secrets["client-sent Authorization"] = clientAuth
+	var returnedURLs []string
+
+	// The whole session.
+	b := browser()
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL})
+	r := e.do(b, "POST", "/oauth-agent/login/start", map[string]any{"extraParams": []map[string]string{{"key": "login_hint", "value": userName}}})
+	authURL := r.json(t)["authorizationRequestUrl"].(string)
+	returnedURLs = append(returnedURLs, authURL)
+	var tx struct {
+		CodeVerifier string `json:"codeVerifier"`
+		State        string `json:"state"`
+	}
+	login := e.cookie(b, "/", "example-login")
+	if err := json.Unmarshal([]byte(e.open(login)), &tx); err != nil || tx.CodeVerifier == "" {
+		t.Fatalf("-login: %v", err)
+	}
+	e.secrets["PKCE verifier"] = tx.CodeVerifier
+	e.secrets["-login cookie"] = login
+	cb := e.authorize(authURL)
+	r = e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": cb})
+	csrf, _ := r.json(t)["csrf"].(string)
+	if r.StatusCode != 200 || csrf == "" {
+		t.Fatalf("login/end: %d %s", r.StatusCode, r.body)
+	}
+	e.secrets["csrf"] = csrf
+	e.collectCookieSecrets(b)
+	e.secrets["access token Authorization"] = "Bearer " + e.open(e.cookie(b, "/", "example-at"))
+	e.setUpstreamHandler(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/preferences" {
+			http.SetCookie(w, &http.Cookie{Name: "theme", Value: "dark", Path: "/"})
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL})
+	e.do(b, "GET", "/oauth-agent/userInfo", nil)
+	e.do(b, "GET", "/oauth-agent/claims", nil)
+	e.do(b, "GET", "/api/orders", nil)
+	e.do(b, "POST", "/api/orders", `{"item":1}`, withCSRF(csrf))
+	e.do(b, "GET", "/api/preferences", nil)
+	e.do(b, "GET", "/svc/orders/1", nil)
+	if r := e.do(b, "POST", "/oauth-agent/refresh", nil, withCSRF(csrf)); r.StatusCode != 204 {
+		t.Fatalf("refresh: %d %s", r.StatusCode, r.body)
+	}
+	e.collectCookieSecrets(b)
+	e.do(b, "GET", "/api/orders", nil)
+	s := e.session(b)
+	sess := cookieLine("example-at", s.at, "example-csrf", s.csrf)
+
+	// Failing requests of every kind.
+	e.do(b, "GET", "/oauth-agent/userInfo", nil, withOrigin("https://evil.example"))
+	e.do(b, "POST", "/api/orders", `{}`, withOrigin("null"), withCSRF(csrf))
+	e.do(b, "POST", "/api/orders", `{}`)
+	e.do(b, "POST", "/api/orders", `{}`, withCSRF("not-the-csrf-value"))
+	e.do(b, "POST", "/oauth-agent/refresh", nil)
+	e.do(b, "DELETE", "/api/orders/1", nil, withCSRF(strings.ToUpper(csrf)))
+	e.do(raw(), "GET", "/api/orders", nil, withCookies(cookieLine("example-at", flipBit(t, s.at, 20), "example-csrf", s.csrf)))
+	e.do(raw(), "GET", "/oauth-agent/userInfo", nil, withCookies(cookieLine("example-at", s.at[:len(s.at)-5])))
+	e.do(raw(), "GET", "/api/orders", nil, withCookies(sess+"; example-at="+sealOther(t, "tossed")))
+	e.do(raw(), "GET", "/api/orders", nil, withCookies("example-at="+sealOther(t, "other deployment")))
+	e.do(raw(), "GET", "/api/orders", nil, withCookies(sess), withHeader("Authorization", clientAuth))
+	e.do(raw(), "GET", "/oauth-agent/claims", nil, withCookies(sess), withHeader("Authorization", clientAuth))
+	e.do(b, "POST", "/oauth-agent/login/end", `{"pageUrl":`)
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]any{"pageUrl": 42})
+	e.do(b, "POST", "/oauth-agent/login/start", map[string]any{"extraParams": []map[string]string{{"key": "redirect_uri", "value": "https://evil.io"}}})
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": cb})                                        // replayed callback
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": withQuery(t, cb, func(q url.Values) { q.Set("state", "x") })})
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL + "?error=access_denied&state=" + tx.State})
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL + "?error=server_error&error_description=%22" + csrf + "%22&state=s"})
+	e.do(b, "GET", "/oauth-agent/logout", nil)
+	e.do(b, "GET", "/oauth-agent/nothing", nil)
+	e.do(b, "PUT", "/svc/orders/1", `{}`, withCSRF(csrf))
+	e.do(b, "POST", "/api/orders", strings.Repeat("x", 2048), withCSRF(csrf))
+	e.rawRequest("GET", "/api/%2e%2e/oauth-agent/claims", map[string]string{"Origin": spaOrigin, "Cookie": sess})
+	e.rawRequest("GET", "/api//orders?code="+tx.CodeVerifier, map[string]string{"Origin": spaOrigin, "Cookie": sess})
+	for _, mode := range []string{mode500, modeGarbage} {
+		as.set(devidp.PathToken, mode)
+		as.set(devidp.PathUserinfo, mode)
+		e.do(b, "POST", "/oauth-agent/refresh", nil, withCSRF(csrf))
+		e.do(b, "GET", "/oauth-agent/userInfo", nil)
+	}
+	as.set(devidp.PathToken, modePass)
+	as.set(devidp.PathUserinfo, modePass)
+	// A login whose code exchange fails at the provider.
+	b2 := browser()
+	cb2 := e.authorize(e.loginStart(b2, nil))
+	as.set(devidp.PathToken, modeInvalidGrant)
+	e.do(b2, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": cb2})
+	as.set(devidp.PathToken, modePass)
+
+	// Logout, then the old session replayed.
+	all := e.cookieHeader(b, "/oauth-agent/logout")
+	r = e.do(b, "POST", "/oauth-agent/logout", nil, withCSRF(csrf))
+	if r.StatusCode != 200 {
+		t.Fatalf("logout: %d %s", r.StatusCode, r.body)
+	}
+	returnedURLs = append(returnedURLs, r.json(t)["url"].(string))
+	e.do(raw(), "POST", "/oauth-agent/refresh", nil, withCookies(all), withCSRF(csrf))
+	e.do(raw(), "POST", "/oauth-agent/logout", nil, withCookies(all), withCSRF(csrf))
+
+	// Logs and bodies (the shared check), then headers and URLs.
+	e.assertNoSecretsAnywhere()
+	seen := rec.all()
+	if len(seen) < 40 {
+		t.Fatalf("only %d responses recorded", len(seen))
+	}
+	for i, x := range seen {
+		what := fmt.Sprintf("response #%d (%s %s, %d)", i, x.method, x.path, x.status)
+		for k, vs := range x.header {
+			if k == "Set-Cookie" {
+				continue // sealed values, by design
+			}
+			for _, v := range vs {
+				e.assertNoSecrets(what+" header "+k, v)
+			}
+		}
+		if loc := x.header.Get("Location"); loc != "" {
+			t.Errorf("%s: Location %q", what, loc)
+			returnedURLs = append(returnedURLs, loc)
+		}
+		if strings.HasPrefix(x.path, "/oauth-agent/") || len(x.header.Values("Set-Cookie")) > 0 {
+			for k, want := range map[string]string{"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"} {
+				if got := x.header.Get(k); got != want {
+					t.Errorf("%s: %s = %q, want %q (invariant 12)", what, k, got, want)
+				}
+			}
+		}
+	}
+	for _, u := range returnedURLs {
+		pu, err := url.Parse(u)
+		if err != nil {
+			t.Errorf("returned URL %q: %v", u, err)
+			continue
+		}
+		q := pu.Query()
+		for _, k := range []string{"state", "nonce", "code_challenge"} { // in the authorization request by contract
+			q.Del(k)
+		}
+		pu.RawQuery = q.Encode()
+		e.assertNoSecrets("returned URL "+pu.Path, pu.String())
+	}
+	if strings.Contains(e.logs.String(), tx.CodeVerifier) || strings.Contains(e.logs.String(), "code=") {
+		t.Error("the logs carry a query string or the verifier")
+	}
+}
