@@ -966,7 +966,7 @@ func TestNoCredentialLeakOverAWholeSession(t *testing.T) {
 	e.do(b, "POST", "/oauth-agent/login/end", `{"pageUrl":`)
 	e.do(b, "POST", "/oauth-agent/login/end", map[string]any{"pageUrl": 42})
 	e.do(b, "POST", "/oauth-agent/login/start", map[string]any{"extraParams": []map[string]string{{"key": "redirect_uri", "value": "https://evil.io"}}})
-	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": cb})                                        // replayed callback
+	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": cb}) // replayed callback
 	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": withQuery(t, cb, func(q url.Values) { q.Set("state", "x") })})
 	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL + "?error=access_denied&state=" + tx.State})
 	e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL + "?error=server_error&error_description=%22" + csrf + "%22&state=s"})
