@@ -267,6 +267,10 @@ func TestVaultUserProxy(t *testing.T) {
 		if got := r.Header.Get("Access-Control-Allow-Origin"); got != spaOrigin {
 			t.Errorf("Access-Control-Allow-Origin %q, want Gatehouse's %q", got, spaOrigin)
 		}
+		// Third-party content never runs as a page of Gatehouse's origin.
+		if csp := r.Header.Get("Content-Security-Policy"); !strings.HasPrefix(csp, "sandbox") || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("proxied answer without sandbox CSP and nosniff: %v", r.Header)
+		}
 
 		// Data-changing methods need the CSRF proof.
 		if r := e.do(c, "POST", "/connections/tp/proxy/user/repos", `{"name":"x"}`); r.StatusCode != 401 {

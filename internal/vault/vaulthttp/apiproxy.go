@@ -42,8 +42,8 @@ type call struct {
 	user     vault.User
 	token    string
 	target   *url.URL
-	browser  bool // a browser (cookie) request: CORS headers are Gatehouse's
-	refreshs int
+	browser bool // a browser (cookie) request: CORS headers are Gatehouse's
+	retried bool
 }
 
 type callKey struct{}
@@ -194,12 +194,18 @@ func (p *apiProxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // modifyResponse drops the provider's cookies (they belong to the
-// provider's domain, never Gatehouse's) and, for the browser, its CORS headers.
+// provider's domain, never Gatehouse's). For the browser it also replaces
+// the provider's CORS headers with Gatehouse's, and serves the answer as
+// inert data: third-party content (a file in a repository, say) must never
+// run as a page of Gatehouse's origin, where the session cookies are sent.
 func (p *apiProxy) modifyResponse(resp *http.Response) error {
 	resp.Header.Del("Set-Cookie")
 	resp.Header.Del("Set-Cookie2")
 	if c, _ := resp.Request.Context().Value(callKey{}).(*call); c != nil && c.browser {
 		origin.StripUpstream(resp.Header)
+		resp.Header.Set("Content-Security-Policy", "sandbox; default-src 'none'; frame-ancestors 'none'")
+		resp.Header.Set("X-Content-Type-Options", "nosniff")
+		resp.Header.Set("Referrer-Policy", "no-referrer")
 	}
 	return nil
 }
@@ -236,10 +242,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	c, _ := req.Context().Value(callKey{}).(*call)
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	if c == nil || !replayable || c.refreshs > 0 {
+	if c == nil || !replayable || c.retried {
 		return resp, nil
 	}
-	c.refreshs++
+	c.retried = true
 	// Keep the 401 for the caller in case the refresh does not help.
 	kept, rerr := io.ReadAll(io.LimitReader(resp.Body, maxKept401))
 	resp.Body.Close()

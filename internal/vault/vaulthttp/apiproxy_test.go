@@ -96,3 +96,26 @@ func TestClaimMatches(t *testing.T) {
 		}
 	}
 }
+
+// Browsers refuse __Host- cookies on any path but /, and the binding cookie
+// is scoped to one provider's callback: it becomes __Secure-.
+func TestBindingCookie(t *testing.T) {
+	for _, tc := range []struct {
+		prefix   string
+		insecure bool
+		want     string
+	}{
+		{"example", false, "example-vault=v; Path=/connections/gh/callback; Max-Age=600; HttpOnly; Secure; SameSite=Lax"},
+		{"__Host-example", false, "__Secure-example-vault=v; Path=/connections/gh/callback; Max-Age=600; HttpOnly; Secure; SameSite=Lax"},
+		{"dev", true, "dev-vault=v; Path=/connections/gh/callback; Max-Age=600; HttpOnly; SameSite=Lax"},
+	} {
+		h := &Handler{cfg: Config{CookiePrefix: tc.prefix, InsecureCookies: tc.insecure}}
+		if got := h.bindingCookie("gh", "v", 600); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.prefix, got, tc.want)
+		}
+	}
+	h := &Handler{cfg: Config{CookiePrefix: "example"}}
+	if got := h.bindingCookie("gh", "", -1); !strings.Contains(got, "Max-Age=0") || !strings.Contains(got, "Path=/connections/gh/callback") {
+		t.Errorf("clearing: %s", got)
+	}
+}
