@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/devidp"
 	"github.com/gatehouse-dev/gatehouse/internal/devidp/devidptest"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
 
 // The security suite of issue #6: attacks a token handler must survive that
@@ -783,11 +786,9 @@ func TestNoOpenRedirectFromAttackerInput(t *testing.T) {
 		} else {
 			expectErr(t, what+" at login/start", r, 400, "invalid_request")
 		}
-		// In the query string and the body of /logout, with a session.
-		b := e.newBrowser()
-		csrf := e.login(b)
-		r = do(e.raw(), "POST", "/oauth-agent/logout"+attackerQuery(p), attackerBody(p),
-			withCSRF(csrf), withCookies(e.cookieHeader(b, "/oauth-agent/logout")))
+		// In the query string and the body of /logout, with the session's
+		// cookies (a logout needs only a sealed -at and the CSRF proof).
+		r = do(e.raw(), "POST", "/oauth-agent/logout"+attackerQuery(p), attackerBody(p), withCSRF(csrf), withCookies(sess))
 		if r.StatusCode != 200 || r.json(t)["url"] != baseLogout {
 			t.Errorf("%s at logout: %d %s, want the configured end-session URL", what, r.StatusCode, r.body)
 		}
@@ -1045,4 +1046,166 @@ func TestNoCredentialLeakOverAWholeSession(t *testing.T) {
 	if strings.Contains(e.logs.String(), tx.CodeVerifier) || strings.Contains(e.logs.String(), "code=") {
 		t.Error("the logs carry a query string or the verifier")
 	}
+}
+
+// secNoCrash checks an answer to oversized input: a 4xx, never a 5xx, and
+// no stack trace or panic in the body.
+func secNoCrash(t *testing.T, what string, status int, body []byte) {
+	t.Helper()
+	if status < 400 || status >= 500 {
+		t.Errorf("%s: status %d, want a 4xx", what, status)
+	}
+	for _, bad := range []string{"goroutine ", "panic", ".go:", "runtime."} {
+		if bytes.Contains(body, []byte(bad)) {
+			t.Errorf("%s: the body shows %q: %.200s", what, bad, body)
+		}
+	}
+}
+
+// TestOversizedInputIsRefusedWithout500 stops resource exhaustion and crash
+// probing with oversized input: a header block over server.max_header_bytes
+// (431 from the HTTP server), a very long cookie value, thousands of
+// cookies, a JSON body over the agent's limit, a 10 MB pageUrl. Each gets a
+// 4xx without a stack trace, the session keeps working, nothing leaks.
+func TestOversizedInputIsRefusedWithout500(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{yaml: func(y string) string { return y + "server:\n  max_header_bytes: 8192\n" }})
+	b := e.browser
+	csrf := e.login(b)
+	sess := e.cookieHeader(b, "/")
+
+	t.Run("header block over max_header_bytes", func(t *testing.T) {
+		srv, err := server.New(e.cfg, server.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ctx, ln) }()
+		defer func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}()
+		send := func(h http.Header, body []byte) (int, []byte) {
+			req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/oauth-agent/login/end", bytes.NewReader(body))
+			req.Header = h
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			answer, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, answer
+		}
+		page := []byte(`{"pageUrl":"` + spaURL + `"}`)
+		if status, body := send(http.Header{"Origin": {spaOrigin}, "Cookie": {sess}}, page); status != 200 || !bytes.Contains(body, []byte(`"isLoggedIn":true`)) {
+			t.Fatalf("a normal request to the server with max_header_bytes 8192: %d %s", status, body)
+		}
+		for name, h := range map[string]http.Header{
+			"one huge header": {"Origin": {spaOrigin}, "Cookie": {sess}, "X-Padding": {strings.Repeat("a", 64<<10)}},
+			"huge cookie":     {"Origin": {spaOrigin}, "Cookie": {sess + "; example-at=" + strings.Repeat("A", 64<<10)}},
+			"many headers":    manyHeaders(2000),
+		} {
+			status, body := send(h, page)
+			secNoCrash(t, name, status, body)
+			if status != http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("%s: status %d, want 431", name, status)
+			}
+		}
+	})
+
+	t.Run("very long cookie value", func(t *testing.T) {
+		e := e.sub(t)
+		long := strings.Repeat("A", 200<<10)
+		for _, name := range []string{"example-at", "example-csrf", "example-auth", "example-login", "example-id"} {
+			cookies := withCookies(name + "=" + long)
+			for _, p := range []struct{ method, path string }{
+				{"GET", "/oauth-agent/userInfo"}, {"GET", "/oauth-agent/claims"}, {"POST", "/oauth-agent/refresh"},
+				{"POST", "/oauth-agent/logout"}, {"GET", "/api/orders"}, {"POST", "/api/orders"},
+			} {
+				r := e.do(e.raw(), p.method, p.path, nil, cookies, withCSRF(csrf))
+				secNoCrash(t, name+" "+p.path, r.StatusCode, r.body)
+			}
+			r := e.do(e.raw(), "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL}, cookies)
+			if r.StatusCode != 200 || r.json(t)["isLoggedIn"] != false {
+				t.Errorf("%s: page load: %d %s", name, r.StatusCode, r.body)
+			}
+			r = e.do(e.raw(), "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": spaURL + "?code=c&state=s"}, cookies)
+			secNoCrash(t, name+" login/end", r.StatusCode, r.body)
+		}
+	})
+
+	t.Run("thousands of cookies", func(t *testing.T) {
+		e := e.sub(t)
+		var many []string
+		for i := range 5000 {
+			many = append(many, fmt.Sprintf("c%d=%d", i, i))
+		}
+		// Unknown cookies are ignored: the session still works.
+		line := strings.Join(many, "; ") + "; " + sess
+		if r := e.do(e.raw(), "GET", "/api/orders", nil, withCookies(line)); r.StatusCode != 200 {
+			t.Errorf("session among 5000 other cookies: %d %s", r.StatusCode, r.body)
+		}
+		if r := e.do(e.raw(), "GET", "/oauth-agent/claims", nil, withCookies(line+"; example-id="+e.cookie(b, "/oauth-agent/claims", "example-id"))); r.StatusCode != 200 {
+			t.Errorf("claims among 5000 other cookies: %d %s", r.StatusCode, r.body)
+		}
+		// Thousands of Gatehouse-named cookies: tossing, refused.
+		var tossed []string
+		for range 2000 {
+			tossed = append(tossed, "example-at=x")
+		}
+		r := e.do(e.raw(), "GET", "/api/orders", nil, withCookies(sess+"; "+strings.Join(tossed, "; ")))
+		expectErr(t, "2000 -at cookies", r, 401, "unauthorized")
+		r = e.do(e.raw(), "POST", "/oauth-agent/refresh", nil, withCookies(sess+"; "+strings.Join(tossed, "; ")), withCSRF(csrf))
+		expectErr(t, "2000 -at cookies at refresh", r, 401, "unauthorized_request")
+	})
+
+	t.Run("JSON body over the agent's limit", func(t *testing.T) {
+		e := e.sub(t)
+		huge := `{"pageUrl":"` + spaURL + `","pad":"` + strings.Repeat("p", 64<<10) + `"}`
+		for _, path := range []string{"/oauth-agent/login/end", "/oauth-agent/login/start"} {
+			r := e.do(e.newBrowser(), "POST", path, huge)
+			expectErr(t, path, r, 413, "request_too_large")
+			checkAgentHeaders(t, path, r)
+		}
+		extras := map[string]any{"extraParams": []map[string]string{{"key": "login_hint", "value": strings.Repeat("x", 30<<10)}}}
+		expectErr(t, "30 KB extraParams", e.do(e.newBrowser(), "POST", "/oauth-agent/login/start", extras), 400, "invalid_request")
+	})
+
+	t.Run("10 MB pageUrl", func(t *testing.T) {
+		e := e.sub(t)
+		for _, query := range []string{"code=c&state=s&pad=" + strings.Repeat("x", 10<<20), strings.Repeat("a=b&", (1<<20)/4)} {
+			r := e.do(b, "POST", "/oauth-agent/login/end", `{"pageUrl":"`+spaURL+"?"+query+`"}`)
+			expectErr(t, fmt.Sprintf("%d MB pageUrl", len(query)>>20), r, 413, "request_too_large")
+		}
+		// Just under the limit, thousands of parameters: parsed, answered.
+		r := e.do(b, "POST", "/oauth-agent/login/end", `{"pageUrl":"`+spaURL+"?"+strings.Repeat("a=b&", 7000)+`"}`)
+		if r.StatusCode != 200 || r.json(t)["isLoggedIn"] != true {
+			t.Errorf("a 28 KB pageUrl: %d %s", r.StatusCode, r.body)
+		}
+	})
+
+	// The session survived all of it.
+	if r := e.do(b, "POST", "/api/orders", `{}`, withCSRF(csrf)); r.StatusCode != 200 {
+		t.Errorf("the session after the oversized input: %d %s", r.StatusCode, r.body)
+	}
+	if strings.Contains(e.logs.String(), "panic") || strings.Contains(e.logs.String(), "goroutine ") {
+		t.Error("the logs show a panic")
+	}
+	e.assertNoSecretsAnywhere()
+}
+
+// manyHeaders is a header block of n small headers.
+func manyHeaders(n int) http.Header {
+	h := http.Header{"Origin": {spaOrigin}}
+	for i := range n {
+		h.Set(fmt.Sprintf("X-H%d", i), "v")
+	}
+	return h
 }
