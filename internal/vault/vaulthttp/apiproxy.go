@@ -39,9 +39,9 @@ type apiProxy struct {
 
 // call is what the proxy knows about one forwarded request.
 type call struct {
-	user     vault.User
-	token    string
-	target   *url.URL
+	user    vault.User
+	token   string
+	target  *url.URL
 	browser bool // a browser (cookie) request: CORS headers are Gatehouse's
 	retried bool
 }
