@@ -22,7 +22,7 @@ const (
 	fuzzIssuer  = "https://idp.example"
 	fuzzOrigin  = "https://www.example.com"
 	fuzzState   = "fuzz-state-0123456789abcdefghijklmnopqrstuvw"
-	fuzzVerifer = "fuzz-verifier-0123456789abcdefghijklmnopqrst"
+	fuzzVerifier = "fuzz-verifier-0123456789abcdefghijklmnopqrst"
 )
 
 // invalidGrant is the authorization server's token endpoint, without a
@@ -82,7 +82,7 @@ func FuzzLoginEndPageURL(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	tx, _ := json.Marshal(loginTransaction{CodeVerifier: fuzzVerifer, State: fuzzState, Nonce: "fuzz-nonce", Created: now.Unix()})
+	tx, _ := json.Marshal(loginTransaction{CodeVerifier: fuzzVerifier, State: fuzzState, Nonce: "fuzz-nonce", Created: now.Unix()})
 	login, err := ring.SealString(string(tx))
 	if err != nil {
 		f.Fatal(err)
@@ -117,7 +117,7 @@ func FuzzLoginEndPageURL(f *testing.F) {
 			t.Fatalf("pageUrl %q: status %d", pageURL, res.StatusCode)
 		}
 		out := w.Body.String()
-		if strings.Contains(out, fuzzVerifer) || strings.Contains(out, login) {
+		if strings.Contains(out, fuzzVerifier) || strings.Contains(out, login) {
 			t.Fatalf("pageUrl %q: the answer carries the login transaction: %s", pageURL, out)
 		}
 		var m map[string]any
