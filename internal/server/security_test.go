@@ -395,44 +395,65 @@ func secClaims(tok string) map[string]any {
 // ID token of the same client and provider, but for bob (a mix-up at the
 // provider, or a man in the middle replaying bob's answer). Gatehouse
 // verifies a refreshed ID token as at login and requires the session's sub:
-// the refresh is refused and alice's cookies stay exactly as they were.
+// the refresh is refused and alice's cookies stay exactly as they were. The
+// same holds for alice's own ID token issued to another client (only aud
+// differs), by another provider, or with a forged signature.
 func TestRefreshRefusesIDTokenForAnotherSubject(t *testing.T) {
 	t.Parallel()
 	e, swap := newSwapEnv(t)
-	bobs, _ := secTokens(t, e.idp, "spa-client", clientSecret, rand.Text(), bobName, bobPassword)["id_token"].(string)
+	second := devidptest.Start(t, testIDPConfig())
+	idToken := func(idp *devidp.Provider, clientID, secret, user, password string) string {
+		tok, _ := secTokens(t, idp, clientID, secret, rand.Text(), user, password)["id_token"].(string)
+		e.secrets[fmt.Sprintf("substitute ID token %d", len(e.secrets))] = tok
+		return tok
+	}
+	bobs := idToken(e.idp, "spa-client", clientSecret, bobName, bobPassword)
 	if c := jwtClaims(t, bobs); c["sub"] != bobID || fmt.Sprint(c["aud"]) != "[spa-client]" || c["iss"] != e.idp.Issuer() {
 		t.Fatalf("bob's ID token: %v", c)
 	}
-	e.secrets["bob's ID token"] = bobs
-	b := e.browser
-	csrf := e.login(b)
-	// A genuine refresh works through the fake.
-	if r := e.do(b, "POST", "/oauth-agent/refresh", nil, withCSRF(csrf)); r.StatusCode != 204 {
-		t.Fatalf("genuine refresh: %d %s", r.StatusCode, r.body)
-	}
-	e.collectCookieSecrets(b)
-	before := e.session(b)
+	otherClient := idToken(e.idp, otherSPAID, otherSPASecret, userName, userPassword)
+	otherProvider := idToken(second, "spa-client", clientSecret, userName, userPassword)
+	forged := signJWS(t, jwtHeader(t, bobs), func() map[string]any { c := jwtClaims(t, bobs); c["sub"] = userID; return c }(), newAttacker(t).key)
+	for _, tc := range []struct{ name, idToken, cause string }{
+		{"another user's ID token", bobs, "another subject"},
+		{"alice's ID token for another client", otherClient, "wrong audience"},
+		{"alice's ID token from another provider", otherProvider, "unknown signing key"},
+		{"forged signature", forged, "invalid signature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := e.sub(t)
+			b := e.newBrowser()
+			csrf := e.login(b)
+			// A genuine refresh works through the fake.
+			if r := e.do(b, "POST", "/oauth-agent/refresh", nil, withCSRF(csrf)); r.StatusCode != 204 {
+				t.Fatalf("genuine refresh: %d %s", r.StatusCode, r.body)
+			}
+			e.collectCookieSecrets(b)
+			before := e.session(b)
 
-	swap.edit(devidp.GrantRefreshToken, func(m map[string]any) { m["id_token"] = bobs })
-	refreshes := swap.count(devidp.GrantRefreshToken)
-	r := e.do(b, "POST", "/oauth-agent/refresh", nil, withCSRF(csrf))
-	expectErr(t, "refresh answered with bob's ID token", r, 400, "invalid_request")
-	checkAgentHeaders(t, "refused refresh", r)
-	if cause := e.secLogCause(r); !strings.Contains(cause, "another subject") {
-		t.Errorf("logged cause %q, want the subject check", cause)
-	}
-	if got := swap.count(devidp.GrantRefreshToken) - refreshes; got != 1 {
-		t.Fatalf("%d refresh calls reached the fake, want 1", got)
-	}
-	if sc := r.Header.Values("Set-Cookie"); len(sc) > 0 {
-		t.Errorf("the refused refresh set or cleared cookies: %v", sc)
-	}
-	if after := e.session(b); after != before {
-		t.Error("the session's cookies changed")
-	}
-	r = e.do(b, "GET", "/oauth-agent/claims", nil)
-	if r.StatusCode != 200 || r.json(t)["sub"] != userID {
-		t.Errorf("claims after the refused refresh: %d %s", r.StatusCode, r.body)
+			swap.edit(devidp.GrantRefreshToken, func(m map[string]any) { m["id_token"] = tc.idToken })
+			defer swap.edit(devidp.GrantRefreshToken, nil)
+			refreshes := swap.count(devidp.GrantRefreshToken)
+			r := e.do(b, "POST", "/oauth-agent/refresh", nil, withCSRF(csrf))
+			expectErr(t, "refresh answered with "+tc.name, r, 400, "invalid_request")
+			checkAgentHeaders(t, "refused refresh", r)
+			if cause := e.secLogCause(r); !strings.Contains(cause, tc.cause) {
+				t.Errorf("logged cause %q, want %q", cause, tc.cause)
+			}
+			if got := swap.count(devidp.GrantRefreshToken) - refreshes; got != 1 {
+				t.Fatalf("%d refresh calls reached the fake, want 1", got)
+			}
+			if sc := r.Header.Values("Set-Cookie"); len(sc) > 0 {
+				t.Errorf("the refused refresh set or cleared cookies: %v", sc)
+			}
+			if after := e.session(b); after != before {
+				t.Error("the session's cookies changed")
+			}
+			r = e.do(b, "GET", "/oauth-agent/claims", nil)
+			if r.StatusCode != 200 || r.json(t)["sub"] != userID {
+				t.Errorf("claims after the refused refresh: %d %s", r.StatusCode, r.body)
+			}
+		})
 	}
 	e.assertNoSecretsAnywhere()
 }
