@@ -943,6 +943,7 @@ func TestNoCredentialLeakOverAWholeSession(t *testing.T) {
 		t.Fatalf("-login: %v", err)
 	}
 	e.secrets["PKCE verifier"] = tx.CodeVerifier
+	e.secrets["first login's state"] = tx.State
 	e.secrets["-login cookie"] = login
 	cb := e.authorize(authURL)
 	r = e.do(b, "POST", "/oauth-agent/login/end", map[string]string{"pageUrl": cb})
