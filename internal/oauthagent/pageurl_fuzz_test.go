@@ -19,9 +19,9 @@ import (
 )
 
 const (
-	fuzzIssuer  = "https://idp.example"
-	fuzzOrigin  = "https://www.example.com"
-	fuzzState   = "fuzz-state-0123456789abcdefghijklmnopqrstuvw"
+	fuzzIssuer   = "https://idp.example"
+	fuzzOrigin   = "https://www.example.com"
+	fuzzState    = "fuzz-state-0123456789abcdefghijklmnopqrstuvw"
 	fuzzVerifier = "fuzz-verifier-0123456789abcdefghijklmnopqrst"
 )
 
