@@ -645,6 +645,10 @@ func (a *Agent) refreshTokens(w http.ResponseWriter, r *http.Request) error {
 			a.clearSession(w)
 			return errSessionExpired.WithCause(err)
 		}
+		if errors.Is(err, errSubjectUnknown) {
+			a.clearSession(w)
+			return err
+		}
 		if errors.Is(err, sessioncookie.ErrTooLarge) {
 			return a.cookieError(r, err)
 		}

@@ -39,7 +39,10 @@ func newRefresher(a *Agent, window time.Duration) *refresher {
 	return &refresher{a: a, window: window, ledger: map[[32]byte]ledgerEntry{}}
 }
 
-var errSubjectChanged = errors.New("oauthagent: refreshed ID token is for another subject")
+var (
+	errSubjectChanged = errors.New("oauthagent: refreshed ID token is for another subject")
+	errSubjectUnknown = errors.New("oauthagent: the refresh cookie does not name the session's subject, so a refreshed ID token cannot be checked")
+)
 
 func (f *refresher) do(ctx context.Context, rc refreshCookie) ([]string, error) {
 	key := sha256.Sum256([]byte(rc.RefreshToken))
@@ -65,7 +68,13 @@ func (f *refresher) do(ctx context.Context, rc refreshCookie) ([]string, error) 
 				}
 				return nil, errInvalidIDToken.WithCause(err)
 			}
-			if rc.Subject != "" && id.Subject != rc.Subject {
+			if rc.Subject == "" {
+				// A refresh cookie without the session's subject (written by
+				// Curity's agent) cannot show that the new ID token is for the
+				// same user: end the session, the user logs in again once.
+				return nil, errSessionExpired.WithCause(errSubjectUnknown)
+			}
+			if id.Subject != rc.Subject {
 				return nil, errInvalidIDToken.WithCause(errSubjectChanged)
 			}
 			sub = id.Subject

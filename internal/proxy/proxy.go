@@ -361,9 +361,7 @@ func (x *route) modifyResponse(resp *http.Response) error {
 		// carries nosniff and no-referrer, whoever set the cookie.
 		resp.Header.Set("Cache-Control", "no-store")
 		resp.Header.Set("X-Content-Type-Options", "nosniff")
-		if resp.Header.Get("Referrer-Policy") == "" {
-			resp.Header.Set("Referrer-Policy", "no-referrer")
-		}
+		resp.Header.Set("Referrer-Policy", "no-referrer")
 	}
 	if x.cookie {
 		origin.StripUpstream(resp.Header)

@@ -11,7 +11,8 @@ import (
 )
 
 // Invariant 12 also holds for cookies an upstream sets: the response is not
-// cacheable and carries nosniff and no-referrer.
+// cacheable and carries nosniff and no-referrer (replacing the upstream's
+// own Referrer-Policy).
 func TestUpstreamSetCookieGetsSecurityHeaders(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/cookie" {
@@ -30,7 +31,7 @@ func TestUpstreamSetCookieGetsSecurityHeaders(t *testing.T) {
 	rec := httptest.NewRecorder()
 	rt.ServeHTTP(rec, httptest.NewRequest("GET", "/api/cookie", nil))
 	h := rec.Result().Header
-	if h.Get("Set-Cookie") == "" || h.Get("Cache-Control") != "no-store" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "strict-origin" {
+	if h.Get("Set-Cookie") == "" || h.Get("Cache-Control") != "no-store" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" {
 		t.Fatalf("headers of a cookie-setting upstream response: %v", h)
 	}
 	rec = httptest.NewRecorder()

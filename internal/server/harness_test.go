@@ -173,7 +173,9 @@ listen: "127.0.0.1:0"
 public_url: %q
 authorization_server:
   issuer: %q
-  timeout: "2s"
+  # Generous: make test runs every package with the race detector on a
+  # small machine; tests of provider faults set their own, shorter timeout.
+  timeout: "5s"
 oauth_agent:
   client_id: "spa-client"
   client_secret: %q

@@ -387,7 +387,7 @@ func newEnvWithFaultyAS(t *testing.T, asTimeout string) (*env, *scriptedServer) 
 		target.Load().ServeHTTP(w, r)
 	}))
 	e := newEnv(t, envOptions{yaml: func(y string) string {
-		y = strings.Replace(y, `  timeout: "2s"`, `  timeout: "`+asTimeout+`"`, 1)
+		y = strings.Replace(y, `  timeout: "5s"`, `  timeout: "`+asTimeout+`"`, 1)
 		return insertAfter(t, y, "authorization_server:",
 			"  token_endpoint: \""+fake.URL+devidp.PathToken+"\"\n  userinfo_endpoint: \""+fake.URL+devidp.PathUserinfo+"\"\n")
 	}})
