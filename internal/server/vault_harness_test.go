@@ -3,6 +3,8 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -21,12 +23,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/devidp"
 	"github.com/gatehouse-dev/gatehouse/internal/devidp/devidptest"
+	"github.com/gatehouse-dev/gatehouse/internal/keyfile"
 	"github.com/gatehouse-dev/gatehouse/internal/seal"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
@@ -73,8 +77,9 @@ type vtAPI struct {
 	reqs []*http.Request
 	// tokens seen in Authorization headers.
 	tokens []string
-	// rejectAll answers 401 to everything.
+	// rejectAll answers 401 to everything; rejected to these tokens.
 	rejectAll atomic.Bool
+	rejected  map[string]bool
 }
 
 func newVTAPI(t *testing.T, tp *devidp.Provider) *vtAPI {
@@ -95,7 +100,10 @@ func (a *vtAPI) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	w.Header().Set("Set-Cookie", "tp_session=abc; Path=/")
 	w.Header().Set("Access-Control-Allow-Origin", "*")
-	if a.rejectAll.Load() {
+	a.mu.Lock()
+	refused := a.rejected[tok]
+	a.mu.Unlock()
+	if a.rejectAll.Load() || refused {
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
@@ -126,6 +134,16 @@ func (a *vtAPI) serve(w http.ResponseWriter, r *http.Request) {
 		"path": r.URL.EscapedPath(), "query": r.URL.RawQuery, "method": r.Method, "sub": in.Subject,
 		"client_id": in.ClientID, "body": string(body),
 	})
+}
+
+// reject makes the API refuse token from now on, as if its user revoked it.
+func (a *vtAPI) reject(token string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rejected == nil {
+		a.rejected = map[string]bool{}
+	}
+	a.rejected[token] = true
 }
 
 func (a *vtAPI) count() int {
@@ -199,7 +217,10 @@ type vaultOptions struct {
 	dsn       string // postgres: the shared schema's DSN
 	// tpNoRotation makes the third party keep refresh tokens (no rotation).
 	tpNoRotation bool
-	yaml         func(i int, y string) string
+	// opaqueSession makes the authorization server issue opaque access
+	// tokens to the SPA's client; vault.user introspects them.
+	opaqueSession bool
+	yaml          func(i int, y string) string
 }
 
 // vaultEnv is one or more Gatehouse instances (sharing a store) with the
@@ -236,10 +257,14 @@ func newVaultEnv(t *testing.T, o vaultOptions) *vaultEnv {
 			Scopes: []string{"vault.sync"}, AccessTokenAudience: []string{vaultAudience}, AccessTokenLifetime: 2 * time.Hour,
 		})
 	}
+	if o.opaqueSession {
+		asCfg.Clients[0].AccessTokenFormat = devidp.AccessTokenOpaque
+		asCfg.Clients = append(asCfg.Clients, devidp.Client{ID: "gatehouse-introspect", Secret: vtAPISecret, CanIntrospect: true})
+	}
 	as := devidptest.Start(t, asCfg)
 
 	lns := make([]net.Listener, o.instances)
-	var tpRedirects, otherRedirects []string
+	var tpRedirects, otherRedirects, pkRedirects []string
 	for i := range lns {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -248,12 +273,28 @@ func newVaultEnv(t *testing.T, o vaultOptions) *vaultEnv {
 		lns[i] = ln
 		tpRedirects = append(tpRedirects, "https://"+ln.Addr().String()+"/connections/tp/callback")
 		otherRedirects = append(otherRedirects, "https://"+ln.Addr().String()+"/connections/other/callback")
+		pkRedirects = append(pkRedirects, "https://"+ln.Addr().String()+"/connections/pk/callback")
+	}
+	dir := t.TempDir()
+	// Gatehouse's key for private_key_jwt at the third party (provider "pk").
+	pkKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkPEM, err := keyfile.EncodePEM(pkKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pk.pem"), pkPEM, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	tp := devidptest.Start(t, devidp.Config{
 		Users: []devidp.User{{ID: "octo-1", Username: vtUser, Password: vtPassword}},
 		Clients: []devidp.Client{
 			{ID: "gatehouse-tp", Secret: vtSecret, RedirectURIs: tpRedirects, Scopes: []string{"repo"}, AccessTokenLifetime: vtLifetime},
 			{ID: "gatehouse-other", Secret: vtSecret, AuthMethod: devidp.AuthMethodPost, RedirectURIs: otherRedirects, Scopes: []string{"repo"}, AccessTokenLifetime: vtLifetime},
+			{ID: "gatehouse-pk", AuthMethod: devidp.AuthMethodPrivateKeyJWT, RedirectURIs: pkRedirects, Scopes: []string{"repo"}, AccessTokenLifetime: vtLifetime,
+				PublicKeys: []jose.JSONWebKey{{Key: pkKey.Public(), KeyID: "pk-1", Algorithm: "ES256", Use: "sig"}}},
 			{ID: "tp-api", Secret: vtAPISecret, CanIntrospect: true},
 		},
 		RotateRefreshTokens:   !o.tpNoRotation,
@@ -261,13 +302,16 @@ func newVaultEnv(t *testing.T, o vaultOptions) *vaultEnv {
 	})
 	api := newVTAPI(t, tp)
 	fault := newVTFault(t, tp.Issuer())
-	dir := t.TempDir()
 	clk := &clock{}
 	ve := &vaultEnv{tp: tp, vtAPI: api, fault: fault, store: o.store, dir: dir}
 	for i, ln := range lns {
 		base := "https://" + ln.Addr().String()
 		up := newUpstream(t)
 		y := baseYAML(base, as.Issuer(), up.URL) + vaultYAML(o, dir, tp.Issuer(), fault.URL, api.URL)
+		if o.opaqueSession {
+			y = strings.Replace(y, "  user: { token_format: jwt, audience: spa-client }",
+				"  user:\n    token_format: opaque\n    introspection: { client_id: gatehouse-introspect, client_secret: "+vtAPISecret+" }", 1)
+		}
 		if o.yaml != nil {
 			y = o.yaml(i, y)
 		}
@@ -277,8 +321,9 @@ func newVaultEnv(t *testing.T, o vaultOptions) *vaultEnv {
 		}
 		logs := &syncBuffer{}
 		srv, err := server.New(cfg, server.Options{
-			Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Now:    clk.Now,
+			Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Now:       clk.Now,
+			ConfigDir: dir,
 		})
 		if err != nil {
 			t.Fatalf("server.New: %v", err)
@@ -341,6 +386,12 @@ vault:
       client_secret: %q
       client_auth: { method: client_secret_post }
       scopes: [offline_access, repo]
+    pk:
+      issuer: %q
+      api_base_url: %q
+      client_id: gatehouse-pk
+      client_auth: { method: private_key_jwt, key_file: pk.pem, key_id: pk-1 }
+      scopes: [offline_access, repo]
   jobs:
     - client_id: %s
       scopes: [vault.sync]
@@ -355,6 +406,7 @@ vault:
 `, vaultKeyHex, store, vtReturnURL, vaultAudience,
 		tpIssuer, faultURL+devidp.PathToken, apiURL+"/v1", vtSecret,
 		tpIssuer+devidp.PathAuthorize, tpIssuer+devidp.PathToken, apiURL+"/v1", vtSecret,
+		tpIssuer, apiURL+"/v1",
 		vtJobAll, vtJobAcme, vtJobOther)
 }
 

@@ -390,6 +390,26 @@ func TestVaultRefresh(t *testing.T) {
 				t.Errorf("the API got %d requests, want 2 (the refused one and the retry)", n)
 			}
 		})
+		t.Run("a body too large to replay is sent once", func(t *testing.T) {
+			_, current := v.vtAPI.last(t)
+			revokeAtTP(t, v, current)
+			before, calls := v.tpStats().TokenRefresh, v.vtAPI.count()
+			big := strings.Repeat("x", 1<<20+1)
+			r := e.do(c, "POST", "/connections/tp/proxy/upload", big, withCSRF(csrf))
+			if r.StatusCode != 401 {
+				t.Errorf("status %d, want the API's 401", r.StatusCode)
+			}
+			if n := v.vtAPI.count() - calls; n != 1 {
+				t.Errorf("the API got %d requests, want 1", n)
+			}
+			if v.tpStats().TokenRefresh != before {
+				t.Error("refreshed for a request that cannot be sent again")
+			}
+			// The next small request refreshes and succeeds.
+			if r := get(); r.StatusCode != 200 || v.tpStats().TokenRefresh != before+1 {
+				t.Errorf("next request: %d, %d refreshes", r.StatusCode, v.tpStats().TokenRefresh-before)
+			}
+		})
 		t.Run("one retry only", func(t *testing.T) {
 			v.vtAPI.rejectAll.Store(true)
 			defer v.vtAPI.rejectAll.Store(false)
@@ -783,7 +803,7 @@ func TestVaultSeparateListener(t *testing.T) {
 
 	// Serve starts both listeners and stops both.
 	mainLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv, err := server.New(e.cfg, server.Options{Now: e.clock.Now})
+	srv, err := server.New(e.cfg, server.Options{Now: e.clock.Now, ConfigDir: v.dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -912,5 +932,43 @@ func TestVaultKeyRotation(t *testing.T) {
 	status, _ = v.vaultTokenFor(v.all[0], v.jobToken(t, vtJobAll), "tp")
 	if status != 500 {
 		t.Errorf("an instance without the new key: %d, want 500", status)
+	}
+}
+
+// The session's access token may be opaque: vault.user introspects it, and
+// the user is the introspection result's (iss, sub).
+func TestVaultOpaqueSession(t *testing.T) {
+	v := newVaultEnv(t, vaultOptions{opaqueSession: true})
+	e := v.env
+	c, _ := v.connect(e, "tp")
+	if r := e.do(c, "GET", "/connections/tp/proxy/user", nil); r.StatusCode != 200 {
+		t.Fatalf("proxy: %d %s", r.StatusCode, r.body)
+	}
+	if status, m := v.vaultTokenFor(e, v.jobToken(t, vtJobAll), "tp"); status != 200 {
+		t.Errorf("a job finds the connection under (issuer, subject): %d %v", status, m)
+	}
+	if s := v.idp.Stats(); s.Introspection == 0 {
+		t.Error("the session token was not introspected")
+	}
+}
+
+// A provider where Gatehouse authenticates with private_key_jwt, through
+// discovery; the code exchange and the refresh both use a fresh assertion.
+func TestVaultPrivateKeyJWTProvider(t *testing.T) {
+	v := newVaultEnv(t, vaultOptions{})
+	e := v.env
+	c, _ := v.connect(e, "pk")
+	if r := e.do(c, "GET", "/connections/pk/proxy/user", nil); r.StatusCode != 200 || r.json(t)["client_id"] != "gatehouse-pk" {
+		t.Fatalf("proxy: %d %s", r.StatusCode, r.body)
+	}
+	// Refresh after a 401 (not by moving the clock: the assertion's iat is
+	// Gatehouse's time, which the provider checks against its own).
+	_, tok := v.vtAPI.last(t)
+	v.vtAPI.reject(tok)
+	if r := e.do(c, "GET", "/connections/pk/proxy/user", nil); r.StatusCode != 200 {
+		t.Fatalf("after refresh: %d %s", r.StatusCode, r.body)
+	}
+	if n := v.tpStats().TokenRefresh; n != 1 {
+		t.Errorf("%d refreshes", n)
 	}
 }

@@ -174,31 +174,48 @@ func TestWaitsForAnotherInstancesLease(t *testing.T) {
 	var n atomic.Int32
 	f := newFixture(t, rotating(&n))
 	f.ts.gate = make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(f.ts.gate) }) }
+	t.Cleanup(open) // before the server's Close, which waits for the handler
 	a := f.vault(t, newSealer(t, "k1"), nil)
-	b := f.vault(t, newSealer(t, "k1"), nil) // another instance on the same store
+	// Another instance on the same store; it reports when it finds the lease held.
+	held := make(chan struct{}, 100)
+	b := f.vault(t, newSealer(t, "k1"), func(c *vault.Config, _ *provider.Config) {
+		c.Store = &leaseWatcher{Store: f.store, held: held}
+	})
 	if res, err := connect(t, a, nil); res != vault.ResultConnected {
 		t.Fatal(res, err)
 	}
 	f.advance(11 * time.Minute)
 	results := make(chan string, 2)
 	var wg sync.WaitGroup
-	for _, v := range []*vault.Vault{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tok, err := v.Token(context.Background(), alice, "gh", "")
-			if err != nil {
-				results <- "error: " + err.Error()
-				return
-			}
-			results <- tok.Value.Reveal()
-		}()
+	get := func(v *vault.Vault) {
+		defer wg.Done()
+		tok, err := v.Token(context.Background(), alice, "gh", "")
+		if err != nil {
+			results <- "error: " + err.Error()
+			return
+		}
+		results <- tok.Value.Reveal()
 	}
-	for f.ts.refreshes.Load() == 0 {
-		time.Sleep(time.Millisecond)
+	wg.Add(2)
+	go get(a)
+	// a holds the lease once its refresh reached the provider (held at the gate).
+	for deadline := time.Now().Add(5 * time.Second); f.ts.refreshes.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first instance did not refresh")
+		}
 	}
-	time.Sleep(30 * time.Millisecond) // the other instance is polling now
-	close(f.ts.gate)
+	go get(b)
+	// b finds a's lease, and keeps re-reading the store.
+	for range 2 {
+		select {
+		case <-held:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the second instance never found the lease held")
+		}
+	}
+	open()
 	wg.Wait()
 	close(results)
 	for r := range results {
@@ -333,4 +350,21 @@ func TestSealedValuesBoundToTheirRow(t *testing.T) {
 	if _, err := v.Token(t.Context(), mallory, "gh", ""); err == nil {
 		t.Error("a sealed token copied to another user's row opened")
 	}
+}
+
+// leaseWatcher reports every ErrLeaseHeld its store answers.
+type leaseWatcher struct {
+	*memstore.Store
+	held chan struct{}
+}
+
+func (w *leaseWatcher) ClaimRefresh(ctx context.Context, u vault.User, p, id string, now, until time.Time) (*vault.Lease, *vault.Connection, error) {
+	l, c, err := w.Store.ClaimRefresh(ctx, u, p, id, now, until)
+	if errors.Is(err, vault.ErrLeaseHeld) {
+		select {
+		case w.held <- struct{}{}:
+		default:
+		}
+	}
+	return l, c, err
 }
