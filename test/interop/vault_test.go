@@ -91,7 +91,8 @@ vault:
       scopes: [openid, offline_access]
 `, base, as.Issuer(), spaOrigin+"/", spaOrigin, randomHex(t, 32), randomHex(t, 32), spaOrigin+"/connections",
 		op.issuer, api.URL+"/api", clientSecret)
-	cfg, _, err := config.Parse([]byte(y), t.TempDir(), config.Options{Env: func(string) (string, bool) { return "", false }})
+	dir := t.TempDir()
+	cfg, _, err := config.Parse([]byte(y), dir, config.Options{Env: func(string) (string, bool) { return "", false }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ vault:
 	offset := time.Duration(0)
 	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return time.Now().Add(offset) }
 	var logs syncBuf
-	srv, err := server.New(cfg, server.Options{Now: now, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	srv, err := server.New(cfg, server.Options{Now: now, ConfigDir: dir, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
