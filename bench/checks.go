@@ -195,15 +195,16 @@ func (e *env) checks(s settings) (*checks, error) {
 	return c, nil
 }
 
-// profiles records, per Gatehouse route, a CPU profile over a closed-loop
-// run and the allocation profile after it.
+// profiles records, per target (the bare proxy and each Gatehouse route),
+// a CPU profile of the server process over a closed-loop run and its
+// allocation profile after it.
 func (e *env) profiles(targets []*target, s settings, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	hc := &http.Client{Timeout: s.Duration + 30*time.Second}
-	get := func(path, file string) error {
-		resp, err := hc.Get("http://" + e.pprofAddr + path)
+	get := func(addr, path, file string) error {
+		resp, err := hc.Get("http://" + addr + path)
 		if err != nil {
 			return err
 		}
@@ -221,11 +222,12 @@ func (e *env) profiles(targets []*target, s settings, dir string) error {
 	}
 	secs := max(1, int(s.Duration.Seconds()))
 	for _, t := range targets {
-		if t.proc != e.gatehouse {
-			continue
+		addr := e.pprofAddr
+		if t.proc == e.bare {
+			addr = e.barePprofAddr
 		}
 		errc := make(chan error, 1)
-		go func() { errc <- get(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), t.name+".cpu.pprof") }()
+		go func() { errc <- get(addr, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), t.name+".cpu.pprof") }()
 		time.Sleep(100 * time.Millisecond)
 		r, err := e.measureClosed(t, s.Conns, time.Duration(secs)*time.Second+200*time.Millisecond)
 		if err != nil {
@@ -234,7 +236,7 @@ func (e *env) profiles(targets []*target, s settings, dir string) error {
 		if err := <-errc; err != nil {
 			return err
 		}
-		if err := get("/debug/pprof/allocs", t.name+".allocs.pprof"); err != nil {
+		if err := get(addr, "/debug/pprof/allocs", t.name+".allocs.pprof"); err != nil {
 			return err
 		}
 		fmt.Printf("  profiled %-13s %8.0f req/s (under the profiler)\n", t.name, r.RPS)

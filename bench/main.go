@@ -72,7 +72,7 @@ func main() {
 	flag.StringVar(&s.LogLevel, "gatehouse-log-level", "info", "Gatehouse's log.level (info writes the access log line of every request)")
 	flag.BoolVar(&s.BarePool, "bare-buffer-pool", false, "give the bare proxy a response-buffer pool like Gatehouse's (a stricter baseline)")
 	flag.StringVar(&s.Out, "out", "bench/results", "directory for the JSON results (and profiles)")
-	flag.BoolVar(&s.Profile, "profile", false, "after the rounds, record CPU and allocation profiles of Gatehouse per route")
+	flag.BoolVar(&s.Profile, "profile", false, "after the rounds, record CPU and allocation profiles of the bare proxy and of Gatehouse per route")
 	flag.StringVar(&s.Only, "only", "", "measure only the bare proxy and this route (cookie, bearer-jwt, phantom, internal-jwt)")
 	flag.StringVar(&role, "role", "", "internal: run as a child server process")
 	flag.StringVar(&ra.upstream, "upstream", "", "internal: bare proxy upstream URL")

@@ -27,7 +27,7 @@ import (
 // The servers under test run in processes of their own (this binary,
 // re-executed with -role), so that the CPU each one uses can be read from
 // /proc. The parent passes each its listening socket as file descriptor 3
-// (and Gatehouse's pprof socket as 4): ports are picked by the kernel, never
+// (and, with -profile, a pprof socket as 4): ports are picked by the kernel, never
 // guessed.
 
 const (
@@ -46,6 +46,11 @@ func runRole(role string, args roleArgs) error {
 	if err != nil {
 		return fmt.Errorf("bench: %s: listener: %w", role, err)
 	}
+	if args.pprof {
+		if err := servePprof(ctx); err != nil {
+			return err
+		}
+	}
 	switch role {
 	case roleUpstream:
 		return serveHTTP(ctx, ln, http.HandlerFunc(upstream))
@@ -61,7 +66,7 @@ type roleArgs struct {
 	upstream string // bare proxy: the upstream URL
 	conns    int    // bare proxy: the load's connection count
 	config   string // gatehouse: the configuration file
-	pprof    bool   // gatehouse: fd 4 is a pprof listener
+	pprof    bool   // fd 4 is a pprof listener
 	// bare proxy: pool response buffers as Gatehouse does
 	bufferPool bool
 }
@@ -157,19 +162,23 @@ func runGatehouse(ctx context.Context, ln net.Listener, args roleArgs) error {
 	if err != nil {
 		return err
 	}
-	if args.pprof {
-		pln, err := net.FileListener(os.NewFile(4, "pprof"))
-		if err != nil {
-			return fmt.Errorf("bench: pprof listener: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		go func() { _ = serveHTTP(ctx, pln, mux) }()
-	}
 	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
+	return nil
+}
+
+// servePprof serves net/http/pprof on descriptor 4 (never on the port
+// under test).
+func servePprof(ctx context.Context) error {
+	pln, err := net.FileListener(os.NewFile(4, "pprof"))
+	if err != nil {
+		return fmt.Errorf("bench: pprof listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() { _ = serveHTTP(ctx, pln, mux) }()
 	return nil
 }
 

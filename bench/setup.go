@@ -51,12 +51,14 @@ type env struct {
 	gatehouse *child
 	gwAddr    string
 	gwURL     string // public_url
-	pprofAddr string
-	ring      *seal.Ring
-	secrets   map[string]string // client id → secret
-	jwt       string            // a JWT access token (bench-job)
-	opaque    string            // an opaque access token (bench-job-opaque)
-	targets   []*target
+	pprofAddr string // Gatehouse's, with -profile
+	// the bare proxy's, with -profile
+	barePprofAddr string
+	ring          *seal.Ring
+	secrets       map[string]string // client id → secret
+	jwt           string            // a JWT access token (bench-job)
+	opaque        string            // an opaque access token (bench-job-opaque)
+	targets       []*target
 }
 
 func (e *env) close() {
@@ -107,14 +109,21 @@ func setup(ctx context.Context, s settings) (_ *env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	gwFiles := []*os.File{gwFile}
-	var pprofLn net.Listener
+	gwFiles, bareFiles := []*os.File{gwFile}, []*os.File{bareFile}
+	var pprofLns []net.Listener
 	if s.Profile {
-		var f *os.File
-		if pprofLn, f, e.pprofAddr, err = listen(); err != nil {
-			return nil, err
+		for _, p := range []struct {
+			files *[]*os.File
+			addr  *string
+		}{{&gwFiles, &e.pprofAddr}, {&bareFiles, &e.barePprofAddr}} {
+			ln, f, addr, err := listen()
+			if err != nil {
+				return nil, err
+			}
+			pprofLns = append(pprofLns, ln)
+			*p.files = append(*p.files, f)
+			*p.addr = addr
 		}
-		gwFiles = append(gwFiles, f)
 	}
 	e.gwAddr = gwAddr
 	e.gwURL = "http://localhost:" + portOf(gwAddr)
@@ -155,7 +164,10 @@ func setup(ctx context.Context, s settings) (_ *env, err error) {
 	if s.BarePool {
 		bareArgs = append(bareArgs, "-buffer-pool")
 	}
-	if e.bare, err = startChild(roleBareProxy, []*os.File{bareFile}, "", bareArgs...); err != nil {
+	if s.Profile {
+		bareArgs = append(bareArgs, "-pprof")
+	}
+	if e.bare, err = startChild(roleBareProxy, bareFiles, "", bareArgs...); err != nil {
 		return nil, err
 	}
 
@@ -178,14 +190,14 @@ func setup(ctx context.Context, s settings) (_ *env, err error) {
 		return nil, err
 	}
 	// The children hold the sockets now.
-	for _, c := range []io.Closer{upLn, upFile, bareLn, bareFile, gwLn} {
+	for _, c := range []io.Closer{upLn, upFile, bareLn, gwLn} {
 		_ = c.Close()
 	}
-	for _, f := range gwFiles {
+	for _, f := range append(gwFiles, bareFiles...) {
 		_ = f.Close()
 	}
-	if pprofLn != nil {
-		_ = pprofLn.Close()
+	for _, ln := range pprofLns {
+		_ = ln.Close()
 	}
 
 	if err := e.waitReady(ctx); err != nil {
