@@ -148,38 +148,36 @@ func (r *Ring) SealString(plaintext string) (string, error) {
 }
 
 // OpenString decrypts a sealed value. It makes two allocations: the decode
-// buffer (cleared before returning) and the returned string.
+// buffer, which holds only the envelope (what the cookie carries anyway),
+// and the plaintext, which GCM writes directly into the memory of the
+// returned string. Nothing is pooled.
 func (r *Ring) OpenString(value string) (string, error) {
 	n := b64.DecodedLen(len(value))
 	if n < overhead+1 {
 		return "", ErrMalformed
 	}
-	// One buffer: the envelope in the first half, the plaintext after it. The
-	// envelope must stay intact while keys are tried, because a failed GCM
-	// open clears its destination.
-	buf := make([]byte, 2*n)
-	env := buf[:n]
+	env := make([]byte, n)
 	// Decode reads the string's bytes in place: copying them would cost a
 	// third allocation on every request.
 	m, err := b64.Decode(env, unsafe.Slice(unsafe.StringData(value), len(value)))
 	if err != nil || m < overhead+1 {
-		clear(buf)
 		return "", ErrMalformed
 	}
 	env = env[:m]
 	if env[0] != version {
-		clear(buf)
 		return "", ErrVersion
 	}
 	iv, ct := env[1:1+ivSize], env[1+ivSize:]
+	// A separate destination keeps the envelope intact while keys are
+	// tried: a failed GCM open clears its destination.
+	dst := make([]byte, 0, len(ct)-tagSize)
 	for _, aead := range r.aeads {
-		plain, err := aead.Open(buf[n:n], iv, ct, nil)
+		plain, err := aead.Open(dst, iv, ct, nil)
 		if err == nil {
-			s := string(plain)
-			clear(buf)
-			return s, nil
+			// plain is dst's memory and nothing else refers to it: it
+			// becomes the string without a copy and is never written again.
+			return unsafe.String(unsafe.SliceData(plain), len(plain)), nil
 		}
 	}
-	clear(buf)
 	return "", ErrOpen
 }
