@@ -57,6 +57,7 @@ type Server struct {
 	minter   *mint.Minter
 	router   *proxy.Router
 	handler  http.Handler
+	partners
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -119,6 +120,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 		s.minter = m
 	}
+	if err := s.buildPartners(); err != nil {
+		return nil, err
+	}
 	var routes []proxy.Route
 	for i := range cfg.Routes {
 		r, err := s.buildRoute(i, cookies, origins)
@@ -148,6 +152,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		TrustedProxies: trusted,
 		Cookies:        cookies,
 		Origins:        origins,
+		DropHeaders:    s.dropHeaders(),
 		Logger:         s.logger,
 	})
 	if err != nil {
@@ -294,6 +299,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("server: tls: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.requestClientCerts(srv.TLSConfig)
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	errc := make(chan error, 1)
