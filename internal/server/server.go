@@ -293,13 +293,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    sc.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
-	if s.cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.abs(s.cfg.TLS.CertFile), s.abs(s.cfg.TLS.KeyFile))
-		if err != nil {
-			return fmt.Errorf("server: tls: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		s.requestClientCerts(srv.TLSConfig)
+	tc, err := s.TLSConfig()
+	if err != nil {
+		return err
+	}
+	if tc != nil {
+		srv.TLSConfig = tc
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	errc := make(chan error, 1)
@@ -321,6 +320,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.logger.Info("stopped")
 	return nil
+}
+
+// TLSConfig returns the listener's TLS configuration (nil without tls
+// files): TLS 1.2 or later, and, with tls.client_ca_file, a request (not a
+// requirement) for a client certificate from those CAs.
+func (s *Server) TLSConfig() (*tls.Config, error) {
+	if s.cfg.TLS.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.abs(s.cfg.TLS.CertFile), s.abs(s.cfg.TLS.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("server: tls: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.requestClientCerts(c)
+	return c, nil
 }
 
 // ListenAndServe listens on the configured address and serves until ctx ends.
