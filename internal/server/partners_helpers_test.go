@@ -61,6 +61,8 @@ type partnerSetup struct {
 	// tokenClient adds authorization_server.token_client.
 	tokenClient bool
 	idp         []func(*devidp.Config)
+	// yaml edits the configuration last.
+	yaml func(string) string
 }
 
 // partnerEnv is a Gatehouse serving TLS with its own listener configuration
@@ -94,6 +96,9 @@ func newPartnerEnv(t *testing.T, ps partnerSetup) *partnerEnv {
 			}
 		},
 		yaml: func(y string) string {
+			// A generous AS timeout: 100 concurrent TLS handshakes under the
+			// race detector on a loaded machine must not time out the one call.
+			y = strings.Replace(y, `  timeout: "2s"`, `  timeout: "10s"`, 1)
 			y = edit(y)
 			as := []string{fmt.Sprintf("  token_endpoint: %q", fake.URL+devidp.PathToken)}
 			if ps.tokenClient {
@@ -101,7 +106,11 @@ func newPartnerEnv(t *testing.T, ps partnerSetup) *partnerEnv {
 			}
 			y = insertAfter(t, y, "authorization_server:", strings.Join(as, "\n")+"\n")
 			top := fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n  client_ca_file: %q\n", certFile, keyFile, caFile) + strings.Join(ps.top, "")
-			return strings.Replace(y, "\nroutes:\n", "\n"+top+"routes:\n", 1)
+			y = strings.Replace(y, "\nroutes:\n", "\n"+top+"routes:\n", 1)
+			if ps.yaml != nil {
+				y = ps.yaml(y)
+			}
+			return y
 		},
 		gatehouseTLS: true,
 	})
