@@ -76,6 +76,9 @@ type partnerEnv struct {
 	alias   *httptest.Server
 	partner *testCA // issues partners' certificates; tls.client_ca_file
 	other   *testCA // a CA Gatehouse does not trust
+	setup   partnerSetup
+	// edit turns baseYAML into the configuration of a setup (for restart).
+	edit func(partnerSetup) func(string) string
 }
 
 func newPartnerEnv(t *testing.T, ps partnerSetup) *partnerEnv {
@@ -86,16 +89,9 @@ func newPartnerEnv(t *testing.T, ps partnerSetup) *partnerEnv {
 	caFile := writeFile(t, dir, "partner-ca.pem", partnerCA.pem)
 	var target atomic.Pointer[httputil.ReverseProxy]
 	fake := newScriptedServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { target.Load().ServeHTTP(w, r) }))
-	edit := ps.g.edit(t)
-	e := newEnv(t, envOptions{
-		idp: func(c *devidp.Config) {
-			withGatewayClients(c)
-			withPartnerClients(c)
-			for _, f := range ps.idp {
-				f(c)
-			}
-		},
-		yaml: func(y string) string {
+	mkEdit := func(ps partnerSetup) func(string) string {
+		edit := ps.g.edit(t)
+		return func(y string) string {
 			// A generous AS timeout: 100 concurrent TLS handshakes under the
 			// race detector on a loaded machine must not time out the one call.
 			y = strings.Replace(y, `  timeout: "2s"`, `  timeout: "10s"`, 1)
@@ -111,7 +107,17 @@ func newPartnerEnv(t *testing.T, ps partnerSetup) *partnerEnv {
 				y = ps.yaml(y)
 			}
 			return y
+		}
+	}
+	e := newEnv(t, envOptions{
+		idp: func(c *devidp.Config) {
+			withGatewayClients(c)
+			withPartnerClients(c)
+			for _, f := range ps.idp {
+				f(c)
+			}
 		},
+		yaml:         mkEdit(ps),
 		gatehouseTLS: true,
 	})
 	idpURL, _ := url.Parse(e.idp.Issuer())
@@ -125,7 +131,7 @@ func newPartnerEnv(t *testing.T, ps partnerSetup) *partnerEnv {
 	} {
 		e.secrets[k] = v
 	}
-	return &partnerEnv{env: e, dir: dir, fake: fake, alias: alias, partner: partnerCA, other: otherCA}
+	return &partnerEnv{env: e, dir: dir, fake: fake, alias: alias, partner: partnerCA, other: otherCA, setup: ps, edit: mkEdit}
 }
 
 // sub returns p for use inside subtest t.
