@@ -110,7 +110,7 @@ func (m *MTLS) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	thumb := Thumbprint(leaf)
 	if m.Bound != nil {
-		return m.boundToken(r, thumb)
+		return m.boundToken(r)
 	}
 	return &Principal{
 		Subject:   client.ClientID,
@@ -127,8 +127,8 @@ func (m *MTLS) Authenticate(r *http.Request) (*Principal, error) {
 var errNotBound = errors.New("authn: the access token is not bound to the client certificate")
 
 // boundToken checks the Authorization header's token and its binding to the
-// certificate with thumbprint thumb.
-func (m *MTLS) boundToken(r *http.Request, thumb string) (*Principal, error) {
+// request's (verified) certificate.
+func (m *MTLS) boundToken(r *http.Request) (*Principal, error) {
 	vals := r.Header["Authorization"]
 	if len(vals) == 0 {
 		return nil, m.challenge(ErrUnauthorized.WithCause(errors.New("authn: mtls route needs a certificate-bound access token")), "", "")
@@ -146,13 +146,41 @@ func (m *MTLS) boundToken(r *http.Request, thumb string) (*Principal, error) {
 		}
 		return nil, err
 	}
-	cnf, _ := p.Claims["cnf"].(map[string]any)
-	bound, _ := cnf["x5t#S256"].(string)
-	if bound == "" || subtle.ConstantTimeCompare([]byte(bound), []byte(thumb)) != 1 {
+	if _, ok := p.Claims["cnf"]; !ok {
 		return nil, m.challenge(ErrInvalidToken.WithCause(errNotBound), "invalid_token", "the access token is not bound to the client certificate")
+	}
+	if err := checkBinding(r, p); err != nil {
+		return nil, m.challenge(ErrInvalidToken.WithCause(err), "invalid_token", "the access token is not bound to the client certificate")
 	}
 	p.Method = "mtls"
 	return p, nil
+}
+
+// checkBinding verifies the proof of possession a token demands: a token
+// with cnf is only good with what cnf names. Gatehouse verifies RFC 8705
+// certificate binding (x5t#S256 equal to the thumbprint of the TLS client
+// certificate of the request); any other confirmation method (DPoP's jkt)
+// cannot be proven and is refused. A token without cnf needs nothing.
+func checkBinding(r *http.Request, p *Principal) error {
+	raw, ok := p.Claims["cnf"]
+	if !ok {
+		return nil
+	}
+	cnf, _ := raw.(map[string]any)
+	bound, _ := cnf["x5t#S256"].(string)
+	if bound == "" {
+		return errors.New("authn: the access token demands a proof of possession Gatehouse does not support")
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return fmt.Errorf("%w: no client certificate", errNotBound)
+	}
+	// The certificate itself is not judged here (chain, expiry): binding
+	// proves the caller holds the key the authorization server bound the
+	// token to, over this connection.
+	if subtle.ConstantTimeCompare([]byte(bound), []byte(Thumbprint(r.TLS.PeerCertificates[0]))) != 1 {
+		return errNotBound
+	}
+	return nil
 }
 
 func (m *MTLS) challenge(e *httperr.Error, code, desc string) *httperr.Error {
