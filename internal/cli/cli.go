@@ -1,5 +1,5 @@
-// Package cli implements the gatehouse command line: serve, config check,
-// keys generate and version.
+// Package cli implements the gatehouse command line: serve, demo, config
+// check, keys generate, keys api-key and version.
 package cli
 
 import (
