@@ -163,7 +163,9 @@ func tokenError(ctx context.Context, err error) error {
 	var oe *oauthclient.Error
 	switch {
 	case errors.As(err, &oe) && oe.Code == "invalid_grant":
-		return errExchangeGrant.WithCause(err)
+		e := errExchangeGrant.WithCause(err)
+		e.WWWAuthenticate = `Bearer realm="` + authn.Realm + `", error="invalid_token"`
+		return e
 	case errors.As(err, &oe) && (oe.Code == "invalid_target" || oe.Code == "invalid_scope"):
 		e := errExchangeTarget.WithCause(err)
 		e.WWWAuthenticate = `Bearer realm="` + authn.Realm + `", error="insufficient_scope"`

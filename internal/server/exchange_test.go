@@ -195,7 +195,11 @@ func TestTokenExchange(t *testing.T) {
 		e.idp.RevokeUserSessions(userID)
 		// The JWT still verifies at Gatehouse; the provider refuses to exchange it.
 		r := e.bearer("GET", "/api/billing/x", tok)
-		expectErr(t, "exchange of a revoked token", r, 401, "unauthorized")
+		if expectErr(t, "exchange of a revoked token", r, 401, "unauthorized") {
+			if params, _ := bearerChallenge(r.Header.Get("WWW-Authenticate")); params["error"] != "invalid_token" {
+				t.Errorf("WWW-Authenticate %q", r.Header.Get("WWW-Authenticate"))
+			}
+		}
 	})
 	e.assertNoSecretsAnywhere()
 }
