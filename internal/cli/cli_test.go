@@ -23,15 +23,17 @@ func run(t *testing.T, env map[string]string, args ...string) (code int, stdout,
 // The documented example configurations must stay valid.
 func TestExampleConfigsPassCheck(t *testing.T) {
 	env := map[string]string{
-		"SPA_CLIENT_SECRET":       "example-secret",
-		"INTROSPECTION_SECRET":    "example-introspection-secret",
-		"COOKIE_KEY":              "0c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c8d9eaf1",
-		"GATEHOUSE_CLIENT_SECRET": "example-token-client-secret",
+		"SPA_CLIENT_SECRET":    "example-secret",
+		"INTROSPECTION_SECRET": "example-introspection-secret",
+		"COOKIE_KEY":           "0c1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c8d9eaf1",
 	}
-	// The TLS files the examples name (listener, partners' CA, upstream mTLS).
+
+	// partners.yaml and orders.yaml: Gatehouse's token client, and the TLS
+	// files they name (listener, partners' CA, upstream mTLS).
 	pki := writeTestPKI(t, t.TempDir())
 	for k, v := range map[string]string{
-		"TLS_CERT_FILE": pki.cert, "TLS_KEY_FILE": pki.key, "PARTNER_CA_FILE": pki.ca,
+		"GATEHOUSE_CLIENT_SECRET": "example-token-client-secret",
+		"TLS_CERT_FILE":           pki.cert, "TLS_KEY_FILE": pki.key, "PARTNER_CA_FILE": pki.ca,
 		"BILLING_CA_FILE": pki.ca, "BILLING_CLIENT_CERT": pki.cert, "BILLING_CLIENT_KEY": pki.key,
 	} {
 		env[k] = v
