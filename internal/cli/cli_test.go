@@ -33,8 +33,12 @@ func TestExampleConfigsPassCheck(t *testing.T) {
 	pki := writeTestPKI(t, t.TempDir())
 	for k, v := range map[string]string{
 		"GATEHOUSE_CLIENT_SECRET": "example-token-client-secret",
-		"TLS_CERT_FILE":           pki.cert, "TLS_KEY_FILE": pki.key, "PARTNER_CA_FILE": pki.ca,
-		"BILLING_CA_FILE": pki.ca, "BILLING_CLIENT_CERT": pki.cert, "BILLING_CLIENT_KEY": pki.key,
+		"TLS_CERT_FILE":           pki.cert,
+		"TLS_KEY_FILE":            pki.key,
+		"PARTNER_CA_FILE":         pki.ca,
+		"BILLING_CA_FILE":         pki.ca,
+		"BILLING_CLIENT_CERT":     pki.cert,
+		"BILLING_CLIENT_KEY":      pki.key,
 	} {
 		env[k] = v
 	}
