@@ -1,5 +1,5 @@
 // Package authn turns a request's credentials into a Principal. Each entry
-// (cookie now; bearer, API key and mTLS later) proves the caller its own way
+// (cookie, bearer, API key, mTLS, anonymous) proves the caller its own way
 // and yields the same Principal, so that steps and forwarding never depend on
 // how the caller came in.
 package authn
@@ -32,7 +32,10 @@ type Principal struct {
 	// (Curity-style introspection with Accept: application/jwt), forwarded as
 	// is by forward: phantom.
 	UpstreamJWT secret.Value
-	// Method names the entry that proved the caller: cookie, bearer or anonymous.
+	// Method names the entry that proved the caller: cookie, bearer, apikey,
+	// mtls or anonymous. API key and certificate callers have no Token; their
+	// TokenHash identifies the key or certificate and Expiry is the key's or
+	// certificate's.
 	Method string
 	// Checked reports whether the token was verified (JWT) or introspected;
 	// an unchecked cookie token only proves the cookie was sealed by Gatehouse.

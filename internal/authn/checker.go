@@ -228,6 +228,9 @@ func (b *Bearer) Authenticate(r *http.Request) (*Principal, error) {
 		}
 		return nil, err
 	}
+	if err := checkBinding(r, p); err != nil {
+		return nil, b.challenge(ErrInvalidToken.WithCause(err), "invalid_token", "the access token is bound to a key the request does not prove")
+	}
 	p.Method = "bearer"
 	return p, nil
 }

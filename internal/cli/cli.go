@@ -1,5 +1,5 @@
-// Package cli implements the gatehouse command line: serve, config check,
-// keys generate and version.
+// Package cli implements the gatehouse command line: serve, demo, config
+// check, keys generate, keys api-key and version.
 package cli
 
 import (
@@ -31,6 +31,9 @@ Usage:
   gatehouse serve --config FILE          run the gateway
   gatehouse config check --config FILE   validate a configuration file
   gatehouse keys generate                print a new 256-bit cookie encryption key (64 hex characters)
+  gatehouse keys api-key --client-id ID [--scopes a,b] [--expires-in 90d | --expires-at TIME]
+                                         create an API key: prints the key once and the
+                                         api_keys entry (with its hash) for the configuration
   gatehouse version                      print the version
 
 Documentation: README.md and docs/configuration.md
@@ -55,8 +58,11 @@ func Run(ctx context.Context, args []string, env Env) int {
 		}
 		return configCheck(args[2:], env)
 	case "keys":
+		if len(args) >= 2 && args[1] == "api-key" {
+			return apiKey(args[2:], env)
+		}
 		if len(args) < 2 || args[1] != "generate" {
-			fmt.Fprintln(env.Stderr, "usage: gatehouse keys generate")
+			fmt.Fprintln(env.Stderr, "usage: gatehouse keys generate | gatehouse keys api-key --client-id ID")
 			return 2
 		}
 		k, err := seal.GenerateKey(nil)

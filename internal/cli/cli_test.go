@@ -30,6 +30,21 @@ func TestExampleConfigsPassCheck(t *testing.T) {
 		"GITHUB_CLIENT_SECRET": "example-github-secret",
 		"GOOGLE_CLIENT_SECRET": "example-google-secret",
 	}
+
+	// partners.yaml and orders.yaml: Gatehouse's token client, and the TLS
+	// files they name (listener, partners' CA, upstream mTLS).
+	pki := writeTestPKI(t, t.TempDir())
+	for k, v := range map[string]string{
+		"GATEHOUSE_CLIENT_SECRET": "example-token-client-secret",
+		"TLS_CERT_FILE":           pki.cert,
+		"TLS_KEY_FILE":            pki.key,
+		"PARTNER_CA_FILE":         pki.ca,
+		"BILLING_CA_FILE":         pki.ca,
+		"BILLING_CLIENT_CERT":     pki.cert,
+		"BILLING_CLIENT_KEY":      pki.key,
+	} {
+		env[k] = v
+	}
 	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
 	if err != nil || len(files) < 2 {
 		t.Fatalf("examples: %v %v", files, err)

@@ -34,6 +34,7 @@ type Config struct {
 	AuthorizationServer *AuthorizationServer `yaml:"authorization_server"`
 	OAuthAgent          *OAuthAgent          `yaml:"oauth_agent"`
 	InternalJWT         *InternalJWT         `yaml:"internal_jwt"`
+	APIKeys             *APIKeys             `yaml:"api_keys"`
 	Routes              []Route              `yaml:"routes"`
 	Vault               *Vault               `yaml:"vault"`
 }
@@ -81,6 +82,92 @@ type Require struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile holds the CA certificates (PEM) that issue client
+	// certificates. With it the listener asks for a client certificate
+	// (without requiring one); routes with the mtls entry verify it.
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// APIKeys are the keys of the apikey entry. Only hashes are stored.
+type APIKeys struct {
+	// Header carries the key; default X-API-Key.
+	Header string   `yaml:"header"`
+	Keys   []APIKey `yaml:"keys"`
+}
+
+// APIKey is one key: its public id, the SHA-256 of the whole key, and the
+// client it stands for. `gatehouse keys api-key` creates them.
+type APIKey struct {
+	ID       string   `yaml:"id"`
+	Hash     string   `yaml:"hash"` // sha256:<64 hex>
+	ClientID string   `yaml:"client_id"`
+	Scopes   []string `yaml:"scopes"`
+	// ExpiresAt is an RFC 3339 time after which the key is refused; empty
+	// for a key that does not expire.
+	ExpiresAt string `yaml:"expires_at"`
+	// Revoked keys are refused (like removed ones).
+	Revoked bool `yaml:"revoked"`
+}
+
+// RouteMTLS configures a route's mtls entry.
+type RouteMTLS struct {
+	// Clients map verified certificates to client identities (first match wins).
+	Clients []MTLSClient `yaml:"clients"`
+	// BoundToken requires, besides the certificate, an access token bound to
+	// it (RFC 8705: cnf.x5t#S256), checked per the route's token_format;
+	// the caller is then the token's.
+	BoundToken bool `yaml:"bound_token"`
+}
+
+// MTLSClient matches certificates by one of subject CN, a DNS SAN or a URI SAN.
+type MTLSClient struct {
+	SubjectCN string   `yaml:"subject_cn"`
+	SANDNS    string   `yaml:"san_dns"`
+	SANURI    string   `yaml:"san_uri"`
+	ClientID  string   `yaml:"client_id"`
+	Scopes    []string `yaml:"scopes"`
+}
+
+// UpstreamTLS configures TLS towards a route's https upstream.
+type UpstreamTLS struct {
+	// CAFile replaces the system roots with these CA certificates (PEM).
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are Gatehouse's client certificate (mTLS).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the upstream's certificate must have, when it
+	// is not the upstream URL's host.
+	ServerName string `yaml:"server_name"`
+}
+
+// TokenClient is Gatehouse's own client at the token endpoint: token
+// exchange (forward: exchange) and client credentials (forward:
+// client_credentials, actor tokens).
+type TokenClient struct {
+	ClientID         string       `yaml:"client_id"`
+	ClientSecret     secret.Value `yaml:"client_secret"`
+	ClientSecretFile string       `yaml:"client_secret_file"`
+	ClientAuth       ClientAuth   `yaml:"client_auth"`
+}
+
+// Exchange configures forward: exchange (RFC 8693).
+type Exchange struct {
+	// Audience and Resource name the target of the new token (at least one).
+	Audience string `yaml:"audience"`
+	Resource string `yaml:"resource"`
+	// Scopes requested for the new token; empty asks for the AS's default.
+	Scopes []string `yaml:"scopes"`
+	// Actor sends Gatehouse's own client-credentials token as actor_token,
+	// so that the new token's act claim names Gatehouse.
+	Actor bool `yaml:"actor"`
+}
+
+// ClientCredentials configures forward: client_credentials: the upstream
+// receives Gatehouse's own token.
+type ClientCredentials struct {
+	Audience string   `yaml:"audience"` // sent as audience (some servers need it)
+	Resource string   `yaml:"resource"` // RFC 8707
+	Scopes   []string `yaml:"scopes"`
 }
 
 // Log configures logging.
@@ -110,6 +197,9 @@ type AuthorizationServer struct {
 	Timeout               Duration `yaml:"timeout"`
 	// Introspection is Gatehouse's client for opaque tokens (token_format: opaque).
 	Introspection *Introspection `yaml:"introspection"`
+	// TokenClient is Gatehouse's client at the token endpoint (token
+	// exchange, client credentials).
+	TokenClient *TokenClient `yaml:"token_client"`
 	// InsecureAllowHTTP permits http:// URLs for a provider that is not on
 	// loopback (development setups only).
 	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
@@ -188,6 +278,14 @@ type Route struct {
 	ForwardClaims []string `yaml:"forward_claims"`
 	Require       *Require `yaml:"require"`
 	Websocket     bool     `yaml:"websocket"`
+	// MTLS configures the mtls entry.
+	MTLS *RouteMTLS `yaml:"mtls"`
+	// UpstreamTLS configures TLS to an https upstream (CA, client certificate).
+	UpstreamTLS *UpstreamTLS `yaml:"upstream_tls"`
+	// Exchange configures forward: exchange.
+	Exchange *Exchange `yaml:"exchange"`
+	// ClientCredentials configures forward: client_credentials.
+	ClientCredentials *ClientCredentials `yaml:"client_credentials"`
 }
 
 // Duration is a time.Duration written as "30s", "10m".
@@ -214,6 +312,7 @@ const (
 	DefaultInternalJWTTTL     = 5 * time.Minute
 	DefaultLeeway             = 30 * time.Second
 	DefaultIntrospectionTTL   = 5 * time.Minute
+	DefaultAPIKeyHeader       = "X-API-Key"
 )
 
 // CORSEnabled reports whether CORS is on (the default).
@@ -377,6 +476,12 @@ func (c *Config) applyDefaults() {
 	}
 	if as := c.AuthorizationServer; as != nil && as.Introspection != nil {
 		as.Introspection.applyDefaults()
+	}
+	if as := c.AuthorizationServer; as != nil && as.TokenClient != nil && as.TokenClient.ClientAuth.Method == "" {
+		as.TokenClient.ClientAuth.Method = "client_secret_basic"
+	}
+	if k := c.APIKeys; k != nil && k.Header == "" {
+		k.Header = DefaultAPIKeyHeader
 	}
 	if c.Vault != nil {
 		c.Vault.applyDefaults()

@@ -38,8 +38,8 @@ var ReservedPaths = []string{"/.well-known", "/connections", "/vault", "/healthz
 
 // Entries and forwards implemented by this version.
 var (
-	knownEntries      = []string{"cookie", "bearer", "anonymous"}
-	knownForwards     = []string{"access_token", "phantom", "internal_jwt"}
+	knownEntries      = []string{"cookie", "bearer", "apikey", "mtls", "anonymous"}
+	knownForwards     = []string{"access_token", "phantom", "internal_jwt", "exchange", "client_credentials"}
 	knownTokenFormats = []string{"jwt", "opaque"}
 	knownIntroFormats = []string{"json", "jwt", "rfc9701"}
 	allowedAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -78,6 +78,9 @@ func (v *validator) readFiles(c *Config) {
 		if in := c.Routes[i].Introspection; in != nil {
 			v.readSecret(fmt.Sprintf("routes[%d].introspection", i), &in.ClientSecret, in.ClientSecretFile)
 		}
+	}
+	if as := c.AuthorizationServer; as != nil && as.TokenClient != nil {
+		v.readSecret("authorization_server.token_client", &as.TokenClient.ClientSecret, as.TokenClient.ClientSecretFile)
 	}
 	v.readVaultFiles(c)
 	a := c.OAuthAgent
@@ -160,6 +163,10 @@ func (v *validator) validate(c *Config) {
 			}
 		}
 	}
+	v.validateClientCA(c.TLS)
+	if c.APIKeys != nil {
+		v.validateAPIKeys(c.APIKeys, c.OAuthAgent)
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.fail("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
 	}
@@ -207,6 +214,12 @@ func (v *validator) validateAS(as *AuthorizationServer) {
 	}
 	if as.Introspection != nil {
 		v.validateIntrospection("authorization_server.introspection", as.Introspection)
+	}
+	if tc := as.TokenClient; tc != nil {
+		if tc.ClientID == "" {
+			v.fail("authorization_server.token_client.client_id", "is required (Gatehouse's own client at the token endpoint)")
+		}
+		v.validateClientAuth("authorization_server.token_client", tc.ClientAuth, tc.ClientSecret)
 	}
 }
 
@@ -514,26 +527,49 @@ func (v *validator) validateRouteAuth(c *Config, i int, r *Route) {
 			v.fail(p, "%q is listed twice", e)
 		}
 		seen[e] = true
-		if e == "cookie" {
+		switch e {
+		case "cookie":
 			if c.OAuthAgent == nil {
 				v.fail(p, "the cookie entry needs oauth_agent (its cookie settings and trusted origins)")
 			} else if validPathPrefix(r.Path) && validPathPrefix(c.OAuthAgent.Cookie.Path) && !PathCovers(c.OAuthAgent.Cookie.Path, r.Path) {
 				v.fail("oauth_agent.cookie.path", "%q does not cover %s %q; the browser would not send the cookies there", c.OAuthAgent.Cookie.Path, pre+"path", r.Path)
+			}
+		case "apikey":
+			if c.APIKeys == nil {
+				v.fail(p, "the apikey entry needs api_keys (the hashes of the keys)")
+			}
+		case "mtls":
+			if c.TLS.ClientCAFile == "" {
+				v.fail(p, "the mtls entry needs tls.client_ca_file (with tls.cert_file and tls.key_file): Gatehouse verifies client certificates on its own TLS listener")
 			}
 		}
 	}
 	if !slices.Contains(knownForwards, r.Forward) {
 		v.fail(pre+"forward", "%q is not supported (supported: %s)", r.Forward, strings.Join(knownForwards, ", "))
 	}
+	v.validateRouteMTLS(pre, r, seen)
+	bound := seen["mtls"] && r.MTLS != nil && r.MTLS.BoundToken
 	checked := r.TokenFormat != ""
+	// Entries whose callers present an access token, checked per token_format.
+	presentsToken := seen["cookie"] || seen["bearer"] || bound
+	// Entries whose callers have no access token at all.
+	noToken := seen["apikey"] || (seen["mtls"] && !bound)
+	// The Principal is verified unless it comes from an unchecked cookie;
+	// an anonymous-only route has no Principal to speak of.
+	verifies := checked || seen["apikey"] || seen["mtls"]
+	unverified := !verifies || (seen["cookie"] && !checked)
 	switch {
 	case r.TokenFormat != "" && !slices.Contains(knownTokenFormats, r.TokenFormat):
 		v.fail(pre+"token_format", "must be jwt or opaque, got %q", r.TokenFormat)
 		return
 	case seen["bearer"] && !checked:
 		v.fail(pre+"token_format", "is required with the bearer entry (jwt or opaque; Gatehouse never guesses)")
+	case bound && !checked:
+		v.fail(pre+"token_format", "is required with mtls.bound_token (the bound access token is checked as jwt or opaque)")
 	case seen["anonymous"] && len(r.Entry) == 1 && checked:
 		v.fail(pre+"token_format", "has no effect on a route whose only entry is anonymous")
+	case checked && !presentsToken && len(r.Entry) > 0:
+		v.fail(pre+"token_format", "has no effect: none of the route's entries presents an access token (it applies to cookie, bearer and mtls with bound_token)")
 	}
 	if r.TokenFormat == "jwt" {
 		if r.Audience == "" {
@@ -568,7 +604,12 @@ func (v *validator) validateRouteAuth(c *Config, i int, r *Route) {
 		v.fail(pre+"leeway", "must be between 0s and 60s")
 	}
 	mints := false
+	needsTokenClient := false
 	switch r.Forward {
+	case "access_token":
+		if noToken {
+			v.fail(pre+"forward", "access_token forwards the caller's access token, and callers of the apikey entry or of the mtls entry without bound_token have none: use internal_jwt or client_credentials")
+		}
 	case "phantom":
 		if r.TokenFormat != "opaque" {
 			v.fail(pre+"forward", "phantom needs token_format opaque (it introspects opaque tokens)")
@@ -576,10 +617,41 @@ func (v *validator) validateRouteAuth(c *Config, i int, r *Route) {
 			mints = true
 		}
 	case "internal_jwt":
-		if !checked {
+		if unverified {
 			v.fail(pre+"forward", "internal_jwt needs token_format (Gatehouse mints only from a verified token)")
 		}
 		mints = true
+	case "exchange":
+		switch {
+		case !checked:
+			v.fail(pre+"forward", "exchange needs token_format (Gatehouse exchanges only a verified access token)")
+		case noToken:
+			v.fail(pre+"forward", "exchange needs the caller's access token, and callers of the apikey entry or of the mtls entry without bound_token have none")
+		}
+		if r.Exchange == nil {
+			v.fail(pre+"exchange", "is required with forward exchange (audience or resource, and scopes)")
+		}
+		needsTokenClient = true
+	case "client_credentials":
+		if seen["anonymous"] {
+			v.fail(pre+"forward", "client_credentials cannot be combined with the anonymous entry: anyone could call the upstream as Gatehouse")
+		}
+		needsTokenClient = true
+	}
+	if x := r.Exchange; x != nil {
+		if r.Forward != "exchange" {
+			v.fail(pre+"exchange", "is only used with forward exchange")
+		}
+		v.validateTokenTarget(pre+"exchange", x.Audience, x.Resource, x.Scopes, true)
+	}
+	if cc := r.ClientCredentials; cc != nil {
+		if r.Forward != "client_credentials" {
+			v.fail(pre+"client_credentials", "is only used with forward client_credentials")
+		}
+		v.validateTokenTarget(pre+"client_credentials", cc.Audience, cc.Resource, cc.Scopes, false)
+	}
+	if needsTokenClient && (c.AuthorizationServer == nil || c.AuthorizationServer.TokenClient == nil) {
+		v.fail("authorization_server.token_client", "is required by %sforward %s (Gatehouse's own client at the token endpoint)", pre, r.Forward)
 	}
 	if mints {
 		if r.Audience == "" {
@@ -593,7 +665,7 @@ func (v *validator) validateRouteAuth(c *Config, i int, r *Route) {
 		v.fail(pre+"forward_claims", "only applies when Gatehouse mints the upstream JWT (forward internal_jwt, or phantom with json or rfc9701 introspection)")
 	}
 	if q := r.Require; q != nil {
-		if !checked {
+		if unverified {
 			v.fail(pre+"require", "needs token_format: requirements are checked against a verified token")
 		}
 		if seen["anonymous"] {
@@ -615,6 +687,7 @@ func (v *validator) validateRouteAuth(c *Config, i int, r *Route) {
 			}
 		}
 	}
+	v.validateUpstreamTLS(pre, r)
 }
 
 // PathCovers reports whether a cookie or route path prefix covers p: p equals

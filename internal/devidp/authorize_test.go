@@ -281,7 +281,6 @@ func TestUnsupportedGrants(t *testing.T) {
 	for _, gt := range []string{
 		"password", "implicit",
 		"urn:ietf:params:oauth:grant-type:jwt-bearer",
-		"urn:ietf:params:oauth:grant-type:token-exchange",
 		"urn:ietf:params:oauth:grant-type:device_code",
 	} {
 		t.Run(gt, func(t *testing.T) {

@@ -27,6 +27,8 @@ type client struct {
 	canIntrospect          bool
 	grantTypes             []oidc.GrantType
 	loginURL               string // prefix; the auth request id is appended
+	exchangeTargets        []string
+	certBound              bool
 }
 
 var _ op.Client = (*client)(nil)

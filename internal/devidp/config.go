@@ -191,6 +191,8 @@ func checkClient(path string, c Client, issuer string) (*client, []error) {
 		idTokenLifetime:        orDefault(c.IDTokenLifetime, DefaultIDTokenLifetime),
 		canIntrospect:          c.CanIntrospect,
 		loginURL:               issuer + PathLogin + "?authRequestID=",
+		exchangeTargets:        slices.Clone(c.TokenExchangeTargets),
+		certBound:              c.CertificateBoundAccessTokens,
 	}
 
 	switch c.AuthMethod {
@@ -289,13 +291,13 @@ func checkClient(path string, c Client, issuer string) (*client, []error) {
 	for i, g := range grants {
 		switch g {
 		case GrantAuthorizationCode, GrantRefreshToken:
-		case GrantClientCredentials:
+		case GrantClientCredentials, GrantTokenExchange:
 			if cl.authMethod == oidc.AuthMethodNone {
 				fail(fmt.Sprintf("GrantTypes[%d]", i), "%s needs a confidential client", g)
 			}
 		default:
-			fail(fmt.Sprintf("GrantTypes[%d]", i), "unsupported %q (want %s, %s or %s)", g,
-				GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials)
+			fail(fmt.Sprintf("GrantTypes[%d]", i), "unsupported %q (want %s, %s, %s or %s)", g,
+				GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange)
 		}
 		if !slices.Contains(cl.grantTypes, oidc.GrantType(g)) {
 			cl.grantTypes = append(cl.grantTypes, oidc.GrantType(g))
@@ -306,6 +308,17 @@ func checkClient(path string, c Client, issuer string) (*client, []error) {
 	}
 	if slices.Contains(grants, GrantRefreshToken) && !slices.Contains(grants, GrantAuthorizationCode) {
 		fail("GrantTypes", "%s needs %s", GrantRefreshToken, GrantAuthorizationCode)
+	}
+	for i, t := range c.TokenExchangeTargets {
+		if t == "" || strings.ContainsAny(t, " \t\r\n") {
+			fail(fmt.Sprintf("TokenExchangeTargets[%d]", i), "invalid target %q", t)
+		}
+	}
+	if len(c.TokenExchangeTargets) > 0 && !slices.Contains(grants, GrantTokenExchange) {
+		fail("TokenExchangeTargets", "needs the %s grant", GrantTokenExchange)
+	}
+	if c.CertificateBoundAccessTokens && cl.authMethod == oidc.AuthMethodNone {
+		fail("CertificateBoundAccessTokens", "needs a confidential client")
 	}
 	return cl, errs
 }

@@ -47,6 +47,16 @@
 //     client_secret_basic must use the Authorization header,
 //     client_secret_post the form; private_key_jwt assertions must have
 //     aud = issuer and a jti that was not used before.
+//   - Token exchange (RFC 8693): a confidential client with the grant trades
+//     an active access token of any client for one with an audience or
+//     resource from its TokenExchangeTargets (else invalid_target) and a
+//     subset of the subject token's scopes (else invalid_scope); an unknown,
+//     expired or revoked subject token is invalid_grant. With an actor token
+//     the new token's act claim names the actor (nesting an earlier act).
+//     The new token belongs to the subject token's grant (revoking the grant
+//     ends it too), is issued to the exchanging client in that client's
+//     format and lifetime, and is not bounded by the subject token's expiry.
+//   - Certificate-bound tokens (RFC 8705) for clients that ask for them.
 //   - Discovery advertises exactly this.
 package devidp
 
@@ -83,6 +93,8 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
+	// GrantTokenExchange is RFC 8693 token exchange.
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
 )
 
 // Default lifetimes.
@@ -162,9 +174,24 @@ type Client struct {
 
 	// GrantTypes defaults to authorization_code + refresh_token for a client
 	// with RedirectURIs and to none for a client without (for example a
-	// resource server that only introspects). GrantClientCredentials is
-	// allowed for confidential clients.
+	// resource server that only introspects). GrantClientCredentials and
+	// GrantTokenExchange are allowed for confidential clients.
 	GrantTypes []string
+
+	// TokenExchangeTargets are the audiences and resources this client may
+	// ask tokens for with GrantTokenExchange (RFC 8693); any other target is
+	// invalid_target.
+	TokenExchangeTargets []string
+
+	// CertificateBoundAccessTokens binds this client's access tokens to the
+	// TLS client certificate of its token request (RFC 8705
+	// tls_client_certificate_bound_access_tokens): JWTs and introspection
+	// carry cnf.x5t#S256, and a token request without a client certificate
+	// is refused. The provider must then be served on a TLS listener that
+	// asks for client certificates (as an mTLS endpoint alias besides the
+	// issuer's own listener); it reads the certificate from the connection
+	// without judging it, as its client is authenticated otherwise.
+	CertificateBoundAccessTokens bool
 }
 
 // Config configures a Provider. New validates it and reports every problem.
@@ -208,6 +235,7 @@ type Stats struct {
 	TokenAuthorizationCode int
 	TokenRefresh           int
 	TokenClientCredentials int
+	TokenExchange          int
 	TokenOther             int // any other or missing grant_type
 	Introspection          int
 	Revocation             int
@@ -221,6 +249,7 @@ type Stats struct {
 
 type counters struct {
 	authorize, tokenCode, tokenRefresh, tokenClientCredentials, tokenOther atomic.Int64
+	tokenExchange                                                          atomic.Int64
 	introspection, revocation, userinfo, jwks, discovery, endSession       atomic.Int64
 	login, loginFailed                                                     atomic.Int64
 }
@@ -346,6 +375,7 @@ func (p *Provider) Stats() Stats {
 		TokenAuthorizationCode: int(c.tokenCode.Load()),
 		TokenRefresh:           int(c.tokenRefresh.Load()),
 		TokenClientCredentials: int(c.tokenClientCredentials.Load()),
+		TokenExchange:          int(c.tokenExchange.Load()),
 		TokenOther:             int(c.tokenOther.Load()),
 		Introspection:          int(c.introspection.Load()),
 		Revocation:             int(c.revocation.Load()),

@@ -1,9 +1,27 @@
 package devidp
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 )
+
+// certKey carries the x5t#S256 of the TLS client certificate of a request.
+type certKey struct{}
+
+func certThumbprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// clientCertificate returns the x5t#S256 of the request's TLS client
+// certificate, or "".
+func clientCertificate(ctx context.Context) string {
+	s, _ := ctx.Value(certKey{}).(string)
+	return s
+}
 
 // maxRequestBody bounds every request body the provider reads.
 const maxRequestBody = 1 << 20
@@ -15,6 +33,9 @@ func (p *Provider) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		}
+		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			r = r.WithContext(context.WithValue(r.Context(), certKey{}, certThumbprint(r.TLS.PeerCertificates[0].Raw)))
 		}
 		c := &p.stats
 		switch r.URL.Path {
@@ -49,6 +70,8 @@ func (p *Provider) instrument(next http.Handler) http.Handler {
 				c.tokenRefresh.Add(1)
 			case GrantClientCredentials:
 				c.tokenClientCredentials.Add(1)
+			case GrantTokenExchange:
+				c.tokenExchange.Add(1)
 			case "":
 				c.tokenOther.Add(1)
 				writeOAuthError(w, http.StatusBadRequest, "invalid_request", "grant_type missing")

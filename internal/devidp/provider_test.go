@@ -34,7 +34,7 @@ func TestDiscovery(t *testing.T) {
 		"jwks_uri":                              iss + devidp.PathKeys,
 		"response_types_supported":              []any{"code"},
 		"response_modes_supported":              []any{"query", "fragment", "form_post"},
-		"grant_types_supported":                 []any{"authorization_code", "refresh_token", "client_credentials"},
+		"grant_types_supported":                 []any{"authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"},
 		"code_challenge_methods_supported":      []any{"S256"},
 		"id_token_signing_alg_values_supported": []any{"RS256"},
 		"subject_types_supported":               []any{"public"},

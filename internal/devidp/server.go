@@ -49,7 +49,7 @@ func (s *server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Re
 		string(oidc.ResponseModeQuery), string(oidc.ResponseModeFragment), string(oidc.ResponseModeFormPost),
 	}
 	cfg.GrantTypesSupported = []oidc.GrantType{
-		oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials,
+		oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials, oidc.GrantTypeTokenExchange,
 	}
 	cfg.TokenEndpointAuthMethodsSupported = []oidc.AuthMethod{
 		oidc.AuthMethodBasic, oidc.AuthMethodPost, oidc.AuthMethodPrivateKeyJWT, oidc.AuthMethodNone,
@@ -123,6 +123,9 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if !ok {
 		return nil, oidc.ErrServerError()
 	}
+	if err := requireCertificate(ctx, c); err != nil {
+		return nil, err
+	}
 	authReq, err := s.p.store.AuthRequestByCode(ctx, r.Data.Code)
 	if err != nil {
 		return nil, oidc.ErrInvalidGrant().WithDescription("%s", err.Error())
@@ -152,6 +155,9 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 	if !ok {
 		return nil, oidc.ErrServerError()
 	}
+	if err := requireCertificate(ctx, c); err != nil {
+		return nil, err
+	}
 	// The storage's errors are invalid_grant with a description saying why
 	// (expired, revoked, rotated out, unknown); op's wrapper would drop it.
 	req, err := s.p.store.TokenRequestByRefreshToken(ctx, r.Data.RefreshToken)
@@ -172,11 +178,110 @@ func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequ
 	if !ok {
 		return nil, oidc.ErrServerError()
 	}
+	if err := requireCertificate(ctx, c); err != nil {
+		return nil, err
+	}
 	req, err := s.p.store.ClientCredentialsTokenRequest(ctx, c.id, r.Data.Scope)
 	if err != nil {
 		return nil, err
 	}
 	return s.p.tokenResponse(ctx, req, c, "", "", false)
+}
+
+// requireCertificate refuses a token request of a client with
+// certificate-bound tokens that came without a TLS client certificate.
+func requireCertificate(ctx context.Context, c *client) error {
+	if c.certBound && clientCertificate(ctx) == "" {
+		return oidc.ErrInvalidRequest().WithDescription("this client's tokens are bound to its TLS client certificate: send the request with one")
+	}
+	return nil
+}
+
+// TokenExchange is RFC 8693 for access tokens: the subject token must be an
+// active access token, the targets among the client's TokenExchangeTargets,
+// the scopes a subset of the subject token's.
+func (s *server) TokenExchange(ctx context.Context, r *op.ClientRequest[oidc.TokenExchangeRequest]) (*op.Response, error) {
+	c, ok := r.Client.(*client)
+	if !ok {
+		return nil, oidc.ErrServerError()
+	}
+	if err := requireCertificate(ctx, c); err != nil {
+		return nil, err
+	}
+	req := r.Data
+	if req.SubjectTokenType != oidc.AccessTokenType {
+		return nil, oidc.ErrInvalidRequest().WithDescription("only access tokens can be exchanged")
+	}
+	if req.RequestedTokenType != "" && req.RequestedTokenType != oidc.AccessTokenType {
+		return nil, oidc.ErrInvalidRequest().WithDescription("only access tokens are issued")
+	}
+	subject, ok := s.p.activeAccessToken(ctx, req.SubjectToken)
+	if !ok {
+		return nil, oidc.ErrInvalidGrant().WithDescription("subject token is invalid, expired or revoked")
+	}
+	targets := append(slices.Clone([]string(req.Audience)), req.Resource...)
+	if len(targets) == 0 {
+		return nil, invalidTarget("audience or resource is required")
+	}
+	for _, t := range targets {
+		if !slices.Contains(c.exchangeTargets, t) {
+			return nil, invalidTarget("the client may not obtain tokens for this target")
+		}
+	}
+	scopes := []string(req.Scopes)
+	if len(scopes) == 0 {
+		scopes = subject.scopes
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(subject.scopes, sc) {
+			return nil, oidc.ErrInvalidScope().WithDescription("the subject token does not grant scope %q", sc)
+		}
+	}
+	actor := subject.actor
+	if req.ActorToken != "" {
+		if req.ActorTokenType != oidc.AccessTokenType {
+			return nil, oidc.ErrInvalidRequest().WithDescription("actor_token_type must be an access token")
+		}
+		a, ok := s.p.activeAccessToken(ctx, req.ActorToken)
+		if !ok {
+			return nil, oidc.ErrInvalidGrant().WithDescription("actor token is invalid, expired or revoked")
+		}
+		actor = &oidc.ActorClaims{Issuer: s.p.issuer, Subject: a.subject, Actor: subject.actor}
+	}
+	at, err := s.p.store.issueExchanged(subject, c, slices.Compact(slices.Clone(scopes)), slices.Compact(targets), actor)
+	if err != nil {
+		return nil, err
+	}
+	token, err := s.p.encodeExchanged(at, c)
+	if err != nil {
+		return nil, oidc.ErrServerError().WithParent(err)
+	}
+	now := s.p.now()
+	s.p.log.Info("devidp: token exchanged", "client_id", c.id, "sub", at.subject, "aud", at.audience, "scope", at.scopes, "actor", actor != nil)
+	resp := op.NewResponse(&oidc.TokenExchangeResponse{
+		AccessToken:     token,
+		IssuedTokenType: oidc.AccessTokenType,
+		TokenType:       oidc.BearerToken,
+		ExpiresIn:       uint64(max(at.expires.Sub(now).Round(time.Second), 0) / time.Second),
+		Scopes:          at.scopes,
+	})
+	resp.Header.Set("Cache-Control", "no-store")
+	resp.Header.Set("Pragma", "no-cache")
+	return resp, nil
+}
+
+func invalidTarget(desc string) error {
+	return oidc.ErrInvalidTarget().WithDescription("%s", desc)
+}
+
+// activeAccessToken resolves an access token (opaque or JWT) to its record
+// if it is active.
+func (p *Provider) activeAccessToken(ctx context.Context, token string) (accessToken, bool) {
+	id, sub, ok := p.accessTokenID(ctx, token)
+	if !ok {
+		return accessToken{}, false
+	}
+	return p.store.activeAccessToken(id, sub)
 }
 
 // JWTProfile refuses the JWT bearer grant, which op would otherwise serve

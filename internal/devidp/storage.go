@@ -173,6 +173,8 @@ type accessToken struct {
 	issued   time.Time
 	expires  time.Time
 	revoked  bool
+	cnf      string            // x5t#S256 of the certificate the token is bound to
+	actor    *oidc.ActorClaims // act: who acts for the subject (token exchange)
 }
 
 type refreshToken struct {
@@ -606,6 +608,57 @@ func (s *storage) issueLocked(req op.TokenRequest, currentRefreshToken string, w
 	return nil, "", oidc.ErrUnsupportedGrantType()
 }
 
+// bindToken binds the access token with the id to a certificate (RFC 8705).
+func (s *storage) bindToken(id, thumbprint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.accessTokens[id]; ok {
+		at.cnf = thumbprint
+	}
+}
+
+// activeAccessToken returns a copy of the access token with the id and
+// subject if it may be used now.
+func (s *storage) activeAccessToken(id, subject string) (accessToken, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.activeAccessTokenLocked(id)
+	if !ok || at.subject != subject {
+		return accessToken{}, false
+	}
+	return *at, true
+}
+
+// issueExchanged issues the access token of a token exchange: the subject
+// token's user and grant, the exchanging client, the given scopes, audience
+// and actor.
+func (s *storage) issueExchanged(subject accessToken, c *client, scopes, audience []string, actor *oidc.ActorClaims) (accessToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.sweepLocked(now)
+	if subject.grantID != "" {
+		if g := s.grants[subject.grantID]; g == nil || g.revoked {
+			return accessToken{}, oidc.ErrInvalidGrant().WithDescription("subject token was revoked")
+		}
+	}
+	at := &accessToken{
+		id:       rand.Text(),
+		grantID:  subject.grantID,
+		clientID: c.id,
+		userID:   subject.userID,
+		subject:  subject.subject,
+		scopes:   slices.Clone(scopes),
+		audience: slices.Clone(audience),
+		authTime: subject.authTime,
+		issued:   now,
+		expires:  now.Add(c.accessTokenLifetime),
+		actor:    actor,
+	}
+	s.accessTokens[at.id] = at
+	return *at, nil
+}
+
 func (s *storage) newAccessTokenLocked(c *client, g *grant, scopes []string, now time.Time) *accessToken {
 	at := &accessToken{
 		id:       rand.Text(),
@@ -888,6 +941,13 @@ func (s *storage) introspectAccessToken(resp *oidc.IntrospectionResponse, tokenI
 	resp.Audience = slices.Clone(snapshot.audience)
 	resp.Issuer = s.issuer
 	resp.JWTID = snapshot.id
+	resp.Actor = snapshot.actor
+	if snapshot.cnf != "" {
+		if resp.Claims == nil {
+			resp.Claims = map[string]any{}
+		}
+		resp.Claims["cnf"] = map[string]any{"x5t#S256": snapshot.cnf}
+	}
 	return nil
 }
 

@@ -35,8 +35,13 @@ func (p *Provider) tokenResponse(ctx context.Context, req op.TokenRequest, c *cl
 	if err != nil {
 		return nil, err
 	}
+	var cnf string
+	if c.certBound {
+		cnf = clientCertificate(ctx)
+		p.store.bindToken(tokenID, cnf)
+	}
 	now := p.now()
-	accessToken, err := p.encodeAccessToken(req, c, tokenID, now, exp)
+	accessToken, err := p.encodeAccessToken(req, c, tokenID, now, exp, cnf)
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
@@ -79,8 +84,9 @@ func (p *Provider) tokenResponse(ctx context.Context, req op.TokenRequest, c *cl
 
 // encodeAccessToken returns the opaque handle op uses for bearer tokens, or
 // an RFC 9068 JWT: typ at+jwt, iss, sub, aud, exp, iat, nbf, jti, client_id,
-// scope, auth_time for user tokens, and the user's extra claims.
-func (p *Provider) encodeAccessToken(req op.TokenRequest, c *client, tokenID string, now, exp time.Time) (string, error) {
+// scope, auth_time for user tokens, the user's extra claims, and cnf for a
+// token bound to a certificate.
+func (p *Provider) encodeAccessToken(req op.TokenRequest, c *client, tokenID string, now, exp time.Time, cnf string) (string, error) {
 	if c.accessTokenType == op.AccessTokenTypeBearer {
 		return op.CreateBearerToken(tokenID, req.GetSubject(), p.op.Crypto())
 	}
@@ -101,6 +107,51 @@ func (p *Provider) encodeAccessToken(req op.TokenRequest, c *client, tokenID str
 		claims.AuthTime = oidc.FromTime(ur.GetAuthTime())
 		claims.Claims = p.store.userClaims(req.GetSubject())
 	}
+	if cnf != "" {
+		claims.Claims = withClaim(claims.Claims, "cnf", map[string]any{"x5t#S256": cnf})
+	}
+	return p.signAccessToken(claims)
+}
+
+// encodeExchanged encodes the access token of a token exchange in the
+// exchanging client's format.
+func (p *Provider) encodeExchanged(at accessToken, c *client) (string, error) {
+	if c.accessTokenType == op.AccessTokenTypeBearer {
+		return op.CreateBearerToken(at.id, at.subject, p.op.Crypto())
+	}
+	claims := &oidc.AccessTokenClaims{
+		TokenClaims: oidc.TokenClaims{
+			Issuer:     p.issuer,
+			Subject:    at.subject,
+			Audience:   slices.Clone(at.audience),
+			Expiration: oidc.FromTime(at.expires),
+			IssuedAt:   oidc.FromTime(at.issued),
+			NotBefore:  oidc.FromTime(at.issued),
+			ClientID:   c.id,
+			JWTID:      at.id,
+			Actor:      at.actor,
+		},
+		Scopes: slices.Clone(at.scopes),
+	}
+	if at.userID != "" {
+		claims.AuthTime = oidc.FromTime(at.authTime)
+		claims.Claims = p.store.userClaims(at.userID)
+	}
+	return p.signAccessToken(claims)
+}
+
+// withClaim returns a copy of claims with name set to v.
+func withClaim(claims map[string]any, name string, v any) map[string]any {
+	out := make(map[string]any, len(claims)+1)
+	for k, x := range claims {
+		out[k] = x
+	}
+	out[name] = v
+	return out
+}
+
+// signAccessToken signs claims as an RFC 9068 JWT (typ at+jwt).
+func (p *Provider) signAccessToken(claims *oidc.AccessTokenClaims) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", fmt.Errorf("access token claims: %w", err)

@@ -41,6 +41,8 @@ type TokenResponse struct {
 	TokenType    string
 	ExpiresIn    int64 // seconds; 0 when not given
 	Scope        string
+	// IssuedTokenType is RFC 8693's issued_token_type ("" when absent).
+	IssuedTokenType string
 }
 
 // ClientAuth authenticates a client at the token and revocation endpoints.
@@ -157,6 +159,71 @@ func (c *Client) Refresh(ctx context.Context, refreshToken string) (*TokenRespon
 	return c.token(ctx, form)
 }
 
+// Token types of RFC 8693 section 3.
+const (
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	GrantTokenExchange   = "urn:ietf:params:oauth:grant-type:token-exchange"
+)
+
+// TokenExchangeRequest is an RFC 8693 request for an access token.
+type TokenExchangeRequest struct {
+	// SubjectToken is the access token to exchange (subject_token_type
+	// access_token).
+	SubjectToken string
+	// ActorToken, when set, is an access token of the party acting for the
+	// subject (actor_token_type access_token); the new token's act claim
+	// names it.
+	ActorToken string
+	Audience   string
+	Resource   string
+	Scopes     []string
+}
+
+// TokenExchange exchanges an access token for another (RFC 8693), asking
+// for an access token (requested_token_type). The response must say it
+// issued one.
+func (c *Client) TokenExchange(ctx context.Context, req TokenExchangeRequest) (*TokenResponse, error) {
+	form := url.Values{
+		"grant_type":           {GrantTokenExchange},
+		"subject_token":        {req.SubjectToken},
+		"subject_token_type":   {TokenTypeAccessToken},
+		"requested_token_type": {TokenTypeAccessToken},
+	}
+	if req.ActorToken != "" {
+		form.Set("actor_token", req.ActorToken)
+		form.Set("actor_token_type", TokenTypeAccessToken)
+	}
+	setTarget(form, req.Audience, req.Resource, req.Scopes)
+	tr, err := c.token(ctx, form)
+	if err != nil {
+		return nil, err
+	}
+	if tr.IssuedTokenType != TokenTypeAccessToken {
+		return nil, fmt.Errorf("%w: token exchange issued %q, want an access token", ErrUnavailable, tr.IssuedTokenType)
+	}
+	return tr, nil
+}
+
+// ClientCredentials obtains an access token for the client itself. Audience
+// (a common extension) and resource (RFC 8707) are sent when set.
+func (c *Client) ClientCredentials(ctx context.Context, audience, resource string, scopes []string) (*TokenResponse, error) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	setTarget(form, audience, resource, scopes)
+	return c.token(ctx, form)
+}
+
+func setTarget(form url.Values, audience, resource string, scopes []string) {
+	if audience != "" {
+		form.Set("audience", audience)
+	}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	if len(scopes) > 0 {
+		form.Set("scope", strings.Join(scopes, " "))
+	}
+}
+
 func (c *Client) token(ctx context.Context, form url.Values) (*TokenResponse, error) {
 	md, err := c.Provider.Metadata()
 	if err != nil {
@@ -177,6 +244,7 @@ func (c *Client) token(ctx context.Context, form url.Values) (*TokenResponse, er
 		TokenType    string          `json:"token_type"`
 		ExpiresIn    json.RawMessage `json:"expires_in"`
 		Scope        string          `json:"scope"`
+		IssuedType   string          `json:"issued_token_type"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBody)).Decode(&body); err != nil {
 		return nil, fmt.Errorf("%w: token response is not JSON", ErrUnavailable)
@@ -193,6 +261,8 @@ func (c *Client) token(ctx context.Context, form url.Values) (*TokenResponse, er
 		IDToken:      secret.New(body.IDToken),
 		TokenType:    body.TokenType,
 		Scope:        body.Scope,
+
+		IssuedTokenType: body.IssuedType,
 	}
 	// expires_in is a number, but some servers send a string.
 	if s := strings.Trim(string(body.ExpiresIn), `"`); s != "" {

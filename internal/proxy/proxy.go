@@ -12,6 +12,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,9 @@ type Route struct {
 	Require *authz.Policy
 	// Forward picks the upstream's bearer token; nil forwards the caller's.
 	Forward forward.Forwarder
+	// TLS configures connections to an https upstream (custom CAs, a client
+	// certificate); nil uses the system roots and no client certificate.
+	TLS *tls.Config
 }
 
 // Options are shared by all routes.
@@ -61,7 +65,10 @@ type Options struct {
 	Cookies *sessioncookie.Codec
 	// Origins answers CORS for cookie routes (nil without an agent).
 	Origins *origin.Policy
-	Logger  *slog.Logger
+	// DropHeaders are request headers that never reach an upstream, on any
+	// route (the API key header).
+	DropHeaders []string
+	Logger      *slog.Logger
 }
 
 // Router matches requests to routes by path prefix at segment boundaries,
@@ -114,7 +121,7 @@ func NewRouter(routes []Route, opts Options) (*Router, error) {
 		if x.cookie && (opts.Cookies == nil || opts.Origins == nil) {
 			return nil, fmt.Errorf("proxy: route %s: the cookie entry needs the agent's cookies and origins", r.Name)
 		}
-		x.transport = newTransport(r.Timeout)
+		x.transport = newTransport(r.Timeout, r.TLS)
 		x.rp = &httputil.ReverseProxy{
 			Rewrite:        x.rewrite,
 			Transport:      x.transport,
@@ -131,9 +138,16 @@ func NewRouter(routes []Route, opts Options) (*Router, error) {
 
 // newTransport returns an upstream transport with a keep-alive pool sized
 // for a busy gateway and the route's response-header timeout.
-func newTransport(timeout time.Duration) *http.Transport {
+func newTransport(timeout time.Duration, tlsConfig *tls.Config) *http.Transport {
 	dialer := &net.Dialer{Timeout: min(timeout, 10*time.Second), KeepAlive: 30 * time.Second}
+	if tlsConfig != nil {
+		tlsConfig = tlsConfig.Clone()
+		if tlsConfig.MinVersion < tls.VersionTLS12 {
+			tlsConfig.MinVersion = tls.VersionTLS12
+		}
+	}
 	return &http.Transport{
+		TLSClientConfig:       tlsConfig,
 		Proxy:                 nil, // upstreams are reached directly, never via HTTP_PROXY
 		DialContext:           dialer.DialContext,
 		MaxIdleConns:          1024,
@@ -299,6 +313,9 @@ func (x *route) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if x.opts.Cookies != nil {
 		h.Del(x.opts.Cookies.CSRFHeader())
+	}
+	for _, d := range x.opts.DropHeaders {
+		h.Del(d)
 	}
 	x.forwardedHeaders(in, h)
 	if cred, _ := in.Context().Value(credentialKey{}).(string); cred != "" {

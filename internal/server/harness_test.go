@@ -165,6 +165,9 @@ type envOptions struct {
 	yaml     func(string) string // edits the generated config
 	issuer   string              // overrides the provider's issuer in the config
 	asClient *http.Client
+	// gatehouseTLS serves the gateway with Gatehouse's own listener TLS
+	// configuration (tls section) instead of httptest's.
+	gatehouseTLS bool
 }
 
 func baseYAML(publicURL, issuer, upstreamURL string) string {
@@ -259,6 +262,11 @@ func newEnv(t *testing.T, o envOptions) *env {
 	gw := httptest.NewUnstartedServer(srv.Handler())
 	gw.Listener.Close()
 	gw.Listener = ln
+	if o.gatehouseTLS {
+		if gw.TLS, err = srv.TLSConfig(); err != nil || gw.TLS == nil {
+			t.Fatalf("gatehouse TLS: %v", err)
+		}
+	}
 	gw.StartTLS()
 	t.Cleanup(func() {
 		gw.Close()

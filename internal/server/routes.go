@@ -43,6 +43,17 @@ func (s *Server) buildRoute(i int, cookies *sessioncookie.Codec, origins *origin
 			r.Entries = append(r.Entries, &authn.Bearer{Checker: checker, Realm: authn.Realm})
 		case "anonymous":
 			r.Entries = append(r.Entries, authn.Anonymous{})
+		case "apikey":
+			if s.apiKeys == nil {
+				return proxy.Route{}, fmt.Errorf("server: routes[%d]: the apikey entry needs api_keys", i)
+			}
+			r.Entries = append(r.Entries, s.apiKeys)
+		case "mtls":
+			m, err := s.mtlsEntry(i, rc, checker)
+			if err != nil {
+				return proxy.Route{}, err
+			}
+			r.Entries = append(r.Entries, m)
 		default:
 			return proxy.Route{}, fmt.Errorf("server: routes[%d]: unsupported entry %q", i, e)
 		}
@@ -62,8 +73,19 @@ func (s *Server) buildRoute(i int, cookies *sessioncookie.Codec, origins *origin
 			}
 		}
 		r.Forward = m
+	case "exchange", "client_credentials":
+		f, err := s.tokenForward(i, rc)
+		if err != nil {
+			return proxy.Route{}, err
+		}
+		r.Forward = f
 	default:
 		r.Forward = forward.AccessToken{}
+	}
+	if rc.UpstreamTLS != nil {
+		if r.TLS, err = s.upstreamTLS(rc.UpstreamTLS); err != nil {
+			return proxy.Route{}, fmt.Errorf("server: routes[%d].upstream_tls: %w", i, err)
+		}
 	}
 	return r, nil
 }

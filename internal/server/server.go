@@ -58,6 +58,7 @@ type Server struct {
 	router   *proxy.Router
 	vault    *vaultService
 	handler  http.Handler
+	partners
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -127,6 +128,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 		s.minter = m
 	}
+	if err := s.buildPartners(); err != nil {
+		return nil, err
+	}
 	var routes []proxy.Route
 	for i := range cfg.Routes {
 		r, err := s.buildRoute(i, cookies, origins)
@@ -156,6 +160,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		TrustedProxies: trusted,
 		Cookies:        cookies,
 		Origins:        origins,
+		DropHeaders:    s.dropHeaders(),
 		Logger:         s.logger,
 	})
 	if err != nil {
@@ -298,12 +303,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    sc.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
-	if s.cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(s.abs(s.cfg.TLS.CertFile), s.abs(s.cfg.TLS.KeyFile))
-		if err != nil {
-			return fmt.Errorf("server: tls: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tc, err := s.TLSConfig()
+	if err != nil {
+		return err
+	}
+	if tc != nil {
+		srv.TLSConfig = tc
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	vsrv, vln, err := s.listenVault(srv.TLSConfig)
@@ -345,6 +350,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.logger.Info("stopped")
 	return nil
+}
+
+// TLSConfig returns the listener's TLS configuration (nil without tls
+// files): TLS 1.2 or later, and, with tls.client_ca_file, a request (not a
+// requirement) for a client certificate from those CAs.
+func (s *Server) TLSConfig() (*tls.Config, error) {
+	if s.cfg.TLS.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.abs(s.cfg.TLS.CertFile), s.abs(s.cfg.TLS.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("server: tls: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.requestClientCerts(c)
+	return c, nil
 }
 
 // ListenAndServe listens on the configured address and serves until ctx ends.

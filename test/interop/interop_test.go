@@ -71,8 +71,9 @@ type provider struct {
 	apiClient, apiSecret string // Gatehouse's introspection client
 }
 
-// startProvider runs provider.mjs until the test ends.
-func startProvider(t *testing.T, clientID, clientSecret, redirectURI string) *provider {
+// startProvider runs provider.mjs until the test ends; extra holds more
+// NAME=value environment entries.
+func startProvider(t *testing.T, clientID, clientSecret, redirectURI string, extra ...string) *provider {
 	t.Helper()
 	node := requireNode(t)
 	port := freePort(t)
@@ -89,6 +90,7 @@ func startProvider(t *testing.T, clientID, clientSecret, redirectURI string) *pr
 		"INTEROP_API_CLIENT_SECRET="+p.apiSecret,
 		"INTEROP_COOKIE_KEY="+randomHex(t, 16),
 	)
+	cmd.Env = append(cmd.Env, extra...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
