@@ -37,6 +37,18 @@ type Vault struct {
 	Audience  string                    `yaml:"audience"`
 	Providers map[string]*VaultProvider `yaml:"providers"`
 	Jobs      []VaultJob                `yaml:"jobs"`
+	// JobEntries are how jobs authenticate: bearer (a client-credentials JWT
+	// for Audience; the default) and/or apikey (an API key of api_keys whose
+	// client_id names the job).
+	JobEntries []string `yaml:"job_entries"`
+}
+
+// JobEntryNames returns the job entries, defaulting to bearer.
+func (vc *Vault) JobEntryNames() []string {
+	if len(vc.JobEntries) == 0 {
+		return []string{"bearer"}
+	}
+	return vc.JobEntries
 }
 
 // VaultUser selects how the cookie session's access token is checked.
@@ -291,7 +303,27 @@ func (v *validator) validateVault(c *Config) {
 	for _, name := range vc.ProviderNames() {
 		v.validateVaultProvider(name, vc.Providers[name])
 	}
-	if len(vc.Jobs) > 0 && vc.Audience == "" {
+	bearerJobs := false
+	for i, e := range vc.JobEntries {
+		p := fmt.Sprintf("%sjob_entries[%d]", pre, i)
+		switch {
+		case e == "bearer":
+			bearerJobs = true
+		case e == "apikey":
+			if c.APIKeys == nil {
+				v.fail(p, "apikey needs api_keys (the keys jobs present)")
+			}
+		default:
+			v.fail(p, "must be bearer or apikey, got %q", e)
+		}
+	}
+	if len(vc.JobEntries) == 0 {
+		bearerJobs = true
+	}
+	if len(vc.JobEntries) > 0 && len(vc.Jobs) == 0 {
+		v.fail(pre+"job_entries", "is only used with jobs")
+	}
+	if len(vc.Jobs) > 0 && bearerJobs && vc.Audience == "" {
 		v.fail(pre+"audience", "is required with jobs (the aud of the jobs' access tokens)")
 	}
 	if vc.Audience != "" && len(vc.Jobs) == 0 {

@@ -128,6 +128,9 @@ func TestVaultErrors(t *testing.T) {
 		{"listen equals main listen", `  listen: ":8080"`, gh, []string{"vault.listen", "differ"}},
 		{"refresh ahead too long", `  refresh_ahead: 1h`, gh, []string{"vault.refresh_ahead"}},
 		{"jobs without audience", `  jobs: [{ client_id: j, providers: [github], users: { all: true } }]`, gh, []string{"vault.audience", "required"}},
+		{"unknown job entry", "  audience: v\n  job_entries: [magic]\n  jobs: [{ client_id: j, providers: [github], users: { all: true } }]", gh, []string{"vault.job_entries[0]", "bearer or apikey"}},
+		{"apikey jobs without api_keys", "  audience: v\n  job_entries: [apikey]\n  jobs: [{ client_id: j, providers: [github], users: { all: true } }]", gh, []string{"vault.job_entries[0]", "needs api_keys"}},
+		{"job entries without jobs", `  job_entries: [bearer]`, gh, []string{"vault.job_entries", "only used with jobs"}},
 		{"job for unknown provider", `  audience: v
   jobs: [{ client_id: j, providers: [gitlab], users: { all: true } }]`, gh, []string{"vault.jobs[0].providers[0]", "gitlab"}},
 		{"job without users", `  audience: v

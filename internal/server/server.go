@@ -114,13 +114,6 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 	}
 
-	if vc := cfg.Vault; vc != nil {
-		v, err := s.buildVault(vc, cookies, origins)
-		if err != nil {
-			return nil, err
-		}
-		s.vault = v
-	}
 	if j := cfg.InternalJWT; j != nil {
 		m, err := s.buildMinter(j)
 		if err != nil {
@@ -128,8 +121,17 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		}
 		s.minter = m
 	}
+	// Partners (API keys, client certificates) before the vault: jobs may
+	// authenticate with an API key.
 	if err := s.buildPartners(); err != nil {
 		return nil, err
+	}
+	if vc := cfg.Vault; vc != nil {
+		v, err := s.buildVault(vc, cookies, origins)
+		if err != nil {
+			return nil, err
+		}
+		s.vault = v
 	}
 	var routes []proxy.Route
 	for i := range cfg.Routes {

@@ -102,7 +102,17 @@ func (s *Server) buildVault(vc *config.Vault, cookies *sessioncookie.Codec, orig
 		Now:             s.opts.Now,
 	}
 	if len(vc.Jobs) > 0 {
-		hc.Jobs = &authn.Bearer{Checker: s.as.checker(vc.JobRoute(), s.cfg), Realm: authn.Realm}
+		for _, e := range vc.JobEntryNames() {
+			switch e {
+			case "bearer":
+				hc.Jobs = append(hc.Jobs, &authn.Bearer{Checker: s.as.checker(vc.JobRoute(), s.cfg), Realm: authn.Realm})
+			case "apikey":
+				if s.apiKeys == nil {
+					return nil, fmt.Errorf("server: vault.job_entries: apikey needs api_keys")
+				}
+				hc.Jobs = append(hc.Jobs, s.apiKeys)
+			}
+		}
 		for _, j := range vc.Jobs {
 			hc.Entitlement = append(hc.Entitlement, vaulthttp.Job{
 				ClientID: j.ClientID, Scopes: j.Scopes, Providers: j.Providers,

@@ -98,7 +98,7 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 // authorizeJob authenticates the job and checks its entitlement to the
 // user's connection to provider; it fills a as it learns.
 func (h *Handler) authorizeJob(r *http.Request, a *audit) error {
-	p, err := authn.Authenticate(r, []authn.Entry{h.cfg.Jobs})
+	p, err := authn.Authenticate(r, h.cfg.Jobs)
 	if err != nil {
 		a.decision, a.reason = "denied", "invalid or missing job token"
 		return err
@@ -168,7 +168,7 @@ func (h *Handler) jobToken(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&body); err != nil {
 		a.decision, a.reason = "denied", "malformed body"
 		// Authenticate first, so that an unauthenticated caller learns nothing.
-		if _, aerr := authn.Authenticate(r, []authn.Entry{h.cfg.Jobs}); aerr != nil {
+		if _, aerr := authn.Authenticate(r, h.cfg.Jobs); aerr != nil {
 			h.fail(rec, r, aerr)
 			return
 		}
@@ -181,7 +181,7 @@ func (h *Handler) jobToken(w http.ResponseWriter, r *http.Request) {
 		a.user.Issuer = h.cfg.DefaultIssuer
 	}
 	if _, ok := h.cfg.Vault.Provider(body.Provider); !ok {
-		if _, err := authn.Authenticate(r, []authn.Entry{h.cfg.Jobs}); err != nil {
+		if _, err := authn.Authenticate(r, h.cfg.Jobs); err != nil {
 			a.decision, a.reason = "denied", "invalid or missing job token"
 			h.fail(rec, r, err)
 			return

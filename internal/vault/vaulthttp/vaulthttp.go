@@ -84,9 +84,9 @@ type Config struct {
 	CookiePrefix string
 	// InsecureCookies drops Secure from the binding cookie (plain-http development).
 	InsecureCookies bool
-	// Jobs authenticates backend jobs: the bearer entry with a JWT check
-	// for the vault's audience. Nil when no job is configured.
-	Jobs        authn.Entry
+	// Jobs authenticate backend jobs: the bearer entry with a JWT check for
+	// the vault's audience, and/or the apikey entry. Empty when no job is configured.
+	Jobs        []authn.Entry
 	Entitlement []Job
 	// DefaultIssuer is the user issuer when a verified token or a job's
 	// request does not name one (the authorization server's issuer).
@@ -383,7 +383,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, name string) 
 func (h *Handler) ServeJobs(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
 	switch {
-	case h.cfg.Jobs == nil:
+	case len(h.cfg.Jobs) == 0:
 		httperr.Write(w, r, h.logger(r), httperr.ErrNotFound)
 	case p == JobsPath+"/token":
 		h.jobToken(w, r)
