@@ -4,8 +4,9 @@
 // A key is "gkey.<id>.<secret>": a fixed prefix (so that secret scanners
 // can recognize leaked keys), a public id of 72 random bits (12 base64url
 // characters) that names the key in the configuration and in logs, and a
-// secret of 256 random bits (43 base64url characters). The configuration
-// holds only the id and "sha256:<hex>", the SHA-256 of the whole key. With
+// secret of 256 random bits (43 base64url characters). The configuration,
+// or a Store for keys created at run time, holds only the id and
+// "sha256:<hex>", the SHA-256 of the whole key. With
 // 256 bits of entropy in every key a fast hash is enough: there is nothing to
 // guess and no dictionary to try. Checking a key looks it up by its id and
 // compares hashes in constant time, so the time a check takes says nothing

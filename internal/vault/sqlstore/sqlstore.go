@@ -1,6 +1,8 @@
 // Package sqlstore is the vault.Store on SQL databases: SQLite (pure Go,
 // modernc.org/sqlite; the embedded default) and PostgreSQL (pgx, through
 // database/sql). Both run the same statements; only the schema files differ.
+// The same database also holds the API keys created at run time
+// (Store.APIKeys, an apikey.Store).
 //
 // Open applies the embedded schema migrations (recorded in a
 // schema_migrations table) before it returns. Instances starting at once on
