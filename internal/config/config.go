@@ -88,11 +88,16 @@ type TLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-// APIKeys are the keys of the apikey entry. Only hashes are stored.
+// APIKeys are the keys of the apikey entry. Only hashes are stored: in
+// Keys, and in Store for keys created at run time.
 type APIKeys struct {
 	// Header carries the key; default X-API-Key.
 	Header string   `yaml:"header"`
 	Keys   []APIKey `yaml:"keys"`
+	// Store, when set, holds keys created, listed and revoked with
+	// `gatehouse keys api-key create|list|revoke`. A key's id is looked up
+	// in Keys first, then in Store, on every request.
+	Store *Store `yaml:"store"`
 }
 
 // APIKey is one key: its public id, the SHA-256 of the whole key, and the
@@ -482,6 +487,9 @@ func (c *Config) applyDefaults() {
 	}
 	if k := c.APIKeys; k != nil && k.Header == "" {
 		k.Header = DefaultAPIKeyHeader
+	}
+	if k := c.APIKeys; k != nil && k.Store != nil {
+		k.Store.applyDefaults()
 	}
 	if c.Vault != nil {
 		c.Vault.applyDefaults()

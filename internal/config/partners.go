@@ -28,9 +28,6 @@ var reservedKeyHeaders = []string{
 	"Transfer-Encoding", "Te", "Trailer", "Upgrade", "Keep-Alive", "Forwarded", "X-Real-Ip", "Origin", "Referer",
 }
 
-// Limits of API key entries.
-const maxAPIKeyClientID = 255
-
 func (v *validator) validateAPIKeys(k *APIKeys, agent *OAuthAgent) {
 	const pre = "api_keys."
 	canon := http.CanonicalHeaderKey(k.Header)
@@ -41,8 +38,10 @@ func (v *validator) validateAPIKeys(k *APIKeys, agent *OAuthAgent) {
 		(agent != nil && strings.EqualFold(k.Header, "x-"+agent.Cookie.NamePrefix+"-csrf")):
 		v.fail(pre+"header", "%q is a header Gatehouse reads or rewrites itself; use a header of its own such as X-API-Key", k.Header)
 	}
-	if len(k.Keys) == 0 {
-		v.warn(pre+"keys", "no keys: every request of the apikey entry is refused")
+	if k.Store != nil {
+		v.validateStore(pre+"store.", *k.Store)
+	} else if len(k.Keys) == 0 {
+		v.warn(pre+"keys", "no keys and no store: every request of the apikey entry is refused")
 	}
 	ids := map[string]int{}
 	hashes := map[string]int{}
@@ -76,8 +75,8 @@ func (v *validator) validateAPIKeys(k *APIKeys, agent *OAuthAgent) {
 		switch {
 		case key.ClientID == "":
 			v.fail(p+"client_id", "is required (the client the key stands for)")
-		case len(key.ClientID) > maxAPIKeyClientID || strings.ContainsAny(key.ClientID, "\x00\r\n"):
-			v.fail(p+"client_id", "must be 1 to %d characters without control characters", maxAPIKeyClientID)
+		case len(key.ClientID) > apikey.MaxClientIDLen || strings.ContainsAny(key.ClientID, "\x00\r\n"):
+			v.fail(p+"client_id", "must be 1 to %d characters without control characters", apikey.MaxClientIDLen)
 		}
 		for j, s := range key.Scopes {
 			if !validScope(s) {

@@ -86,6 +86,21 @@ func TestPartnerConfig(t *testing.T) {
 		{"second key", goodTLS, `{keys: [{id: "` + key.ID + `", hash: "` + key.Hash + `", client_id: j}, {id: "` + key2.ID + `", hash: "` + key2.Hash + `", client_id: k, revoked: true}]}`, goodClient, "", nil},
 		{"unknown key field", goodTLS, `{keys: [{id: "` + key.ID + `", hash: "` + key.Hash + `", client_id: j, secret: x}]}`, goodClient, "", []string{"api_keys.keys[0].secret", "unknown key"}},
 
+		// API keys in a store.
+		{"store only", goodTLS, `{store: {path: keys.db}}`, goodClient, `  - {path: /k, ` + up + `, entry: [apikey], forward: internal_jwt, audience: a}`, nil},
+		{"store and keys", goodTLS, `{keys: [{id: "` + key.ID + `", hash: "` + key.Hash + `", client_id: j}], store: {driver: sqlite, path: /var/lib/gatehouse/keys.db}}`, goodClient, "", nil},
+		{"store postgres", goodTLS, `{store: {driver: postgres, dsn: "postgres://gatehouse@db:5432/gatehouse?sslmode=verify-full"}}`, goodClient, "", nil},
+		{"store postgres dsn_file", goodTLS, `{store: {driver: postgres, dsn_file: ca.pem}}`, goodClient, "", nil},
+		{"store driver", goodTLS, `{store: {driver: redis, path: k.db}}`, goodClient, "", []string{"api_keys.store.driver", "sqlite or postgres"}},
+		{"store sqlite without path", goodTLS, `{store: {driver: sqlite}}`, goodClient, "", []string{"api_keys.store.path", "required"}},
+		{"store empty", goodTLS, `{store: {}}`, goodClient, "", []string{"api_keys.store.path", "required"}},
+		{"store sqlite with dsn", goodTLS, `{store: {path: k.db, dsn: "postgres://db"}}`, goodClient, "", []string{"api_keys.store.dsn", "only used with driver postgres"}},
+		{"store postgres without dsn", goodTLS, `{store: {driver: postgres}}`, goodClient, "", []string{"api_keys.store.dsn", "required"}},
+		{"store postgres with path", goodTLS, `{store: {driver: postgres, dsn: "postgres://db", path: k.db}}`, goodClient, "", []string{"api_keys.store.path", "only used with driver sqlite"}},
+		{"store dsn and dsn_file", goodTLS, `{store: {driver: postgres, dsn: "postgres://db", dsn_file: ca.pem}}`, goodClient, "", []string{"api_keys.store.dsn_file", "not both"}},
+		{"store dsn_file missing", goodTLS, `{store: {driver: postgres, dsn_file: nope.txt}}`, goodClient, "", []string{"api_keys.store.dsn_file", "cannot read"}},
+		{"store unknown field", goodTLS, `{store: {path: k.db, file: k.db}}`, goodClient, "", []string{"api_keys.store.file", "unknown key"}},
+
 		// mTLS.
 		{"mtls route", goodTLS, goodKeys, goodClient, `  - {path: /b2b, ` + up + `, entry: [mtls], mtls: {clients: [{subject_cn: p, client_id: p, scopes: [read]}, {san_dns: p.example.com, client_id: q}, {san_uri: "spiffe://x/y", client_id: r}]}, forward: internal_jwt, audience: a}`, nil},
 		{"mtls bound token", goodTLS, goodKeys, goodClient, `  - {path: /b2b, ` + up + `, entry: [mtls], mtls: {bound_token: true}, token_format: opaque, forward: phantom, audience: a}`, nil},
@@ -196,5 +211,14 @@ internal_jwt: {key_file: k.pem}
 	_, warnings, err := Parse([]byte(strings.Replace(y, `keys: [{id: "`+key.ID+`", hash: "`+key.Hash+`", client_id: job, expires_at: "2030-01-02T03:04:05Z"}]`, "keys: []", 1)), t.TempDir(), Options{Env: testEnv})
 	if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0].String(), "api_keys.keys") {
 		t.Errorf("no keys: %v %v", warnings, err)
+	}
+	// With a store, no keys in the file is the normal case; the driver
+	// defaults to sqlite.
+	cfg, warnings, err = Parse([]byte(strings.Replace(y, `keys: [{id: "`+key.ID+`", hash: "`+key.Hash+`", client_id: job, expires_at: "2030-01-02T03:04:05Z"}]`, "store: {path: keys.db}", 1)), t.TempDir(), Options{Env: testEnv})
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("store without keys: %v %v", warnings, err)
+	}
+	if s := cfg.APIKeys.Store; s == nil || s.Driver != "sqlite" || s.Path != "keys.db" {
+		t.Errorf("store %+v", s)
 	}
 }

@@ -83,6 +83,9 @@ func (v *validator) readFiles(c *Config) {
 		v.readSecret("authorization_server.token_client", &as.TokenClient.ClientSecret, as.TokenClient.ClientSecretFile)
 	}
 	v.readVaultFiles(c)
+	if k := c.APIKeys; k != nil && k.Store != nil {
+		v.readStoreFiles("api_keys.store.", k.Store)
+	}
 	a := c.OAuthAgent
 	if a == nil {
 		return

@@ -27,7 +27,7 @@ type Vault struct {
 	User VaultUser `yaml:"user"`
 	// Keys seal tokens at rest; the first seals, all open.
 	Keys  []VaultKey `yaml:"keys"`
-	Store VaultStore `yaml:"store"`
+	Store Store      `yaml:"store"`
 	// ReturnURL is the SPA page the connect callback redirects to, with
 	// ?connection=<provider>&result=connected|denied|failed.
 	ReturnURL string `yaml:"return_url"`
@@ -68,8 +68,9 @@ type VaultKey struct {
 	KeyFile string       `yaml:"key_file"`
 }
 
-// VaultStore selects where connections are stored.
-type VaultStore struct {
+// Store selects a database: vault.store (the vault's connections) and
+// api_keys.store (keys created at run time). Both may name one database.
+type Store struct {
 	Driver  string       `yaml:"driver"` // sqlite (default) | postgres
 	Path    string       `yaml:"path"`   // sqlite: the database file
 	DSN     secret.Value `yaml:"dsn"`    // postgres: connection string
@@ -198,15 +199,7 @@ func (v *validator) readVaultFiles(c *Config) {
 			k.Key = secret.New(strings.TrimSpace(string(b)))
 		}
 	}
-	if f := vc.Store.DSNFile; f != "" {
-		if !vc.Store.DSN.IsZero() {
-			v.fail("vault.store.dsn_file", "set either dsn or dsn_file, not both")
-		} else if b, err := os.ReadFile(v.file(f)); err != nil {
-			v.fail("vault.store.dsn_file", "cannot read: %v", err)
-		} else {
-			vc.Store.DSN = secret.New(strings.TrimSpace(string(b)))
-		}
-	}
+	v.readStoreFiles("vault.store.", &vc.Store)
 	if vc.User.Introspection != nil {
 		v.readSecret("vault.user.introspection", &vc.User.Introspection.ClientSecret, vc.User.Introspection.ClientSecretFile)
 	}
@@ -217,10 +210,30 @@ func (v *validator) readVaultFiles(c *Config) {
 	}
 }
 
-func (vc *Vault) applyDefaults() {
-	if vc.Store.Driver == "" {
-		vc.Store.Driver = "sqlite"
+// readStoreFiles fills the DSN of a store from dsn_file; pre is the
+// store's field path with a trailing dot.
+func (v *validator) readStoreFiles(pre string, sc *Store) {
+	f := sc.DSNFile
+	if f == "" {
+		return
 	}
+	if !sc.DSN.IsZero() {
+		v.fail(pre+"dsn_file", "set either dsn or dsn_file, not both")
+	} else if b, err := os.ReadFile(v.file(f)); err != nil {
+		v.fail(pre+"dsn_file", "cannot read: %v", err)
+	} else {
+		sc.DSN = secret.New(strings.TrimSpace(string(b)))
+	}
+}
+
+func (sc *Store) applyDefaults() {
+	if sc.Driver == "" {
+		sc.Driver = "sqlite"
+	}
+}
+
+func (vc *Vault) applyDefaults() {
+	vc.Store.applyDefaults()
 	if vc.User.Leeway == 0 {
 		vc.User.Leeway = Duration(DefaultLeeway)
 	}
@@ -289,7 +302,7 @@ func (v *validator) validateVault(c *Config) {
 	}
 	v.validateVaultUser(c, vc)
 	v.validateVaultKeys(vc.Keys)
-	v.validateVaultStore(vc.Store)
+	v.validateStore("vault.store.", vc.Store)
 	if u := v.url(pre+"return_url", vc.ReturnURL, true, true); u != nil && c.OAuthAgent != nil &&
 		!slices.Contains(c.OAuthAgent.TrustedWebOrigins, origin(u)) {
 		v.warn(pre+"return_url", "its origin %s is not in oauth_agent.trusted_web_origins; it should be a page of the SPA", origin(u))
@@ -438,8 +451,9 @@ func (v *validator) validateVaultKeys(keys []VaultKey) {
 	}
 }
 
-func (v *validator) validateVaultStore(s VaultStore) {
-	const pre = "vault.store."
+// validateStore checks a store's settings; pre is its field path with a
+// trailing dot.
+func (v *validator) validateStore(pre string, s Store) {
 	switch s.Driver {
 	case "sqlite":
 		if s.Path == "" {
@@ -450,7 +464,7 @@ func (v *validator) validateVaultStore(s VaultStore) {
 		}
 	case "postgres":
 		if s.DSN.IsZero() {
-			v.fail(pre+"dsn", "is required with driver postgres (or dsn_file), e.g. \"${VAULT_DATABASE_URL}\"")
+			v.fail(pre+"dsn", "is required with driver postgres (or dsn_file), e.g. \"${DATABASE_URL}\"")
 		}
 		if s.Path != "" {
 			v.fail(pre+"path", "is only used with driver sqlite")
