@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apikey"
+	"github.com/gatehouse-dev/gatehouse/internal/httperr"
 )
 
 // APIKey is a key the apikey entry accepts: its id, the SHA-256 of the
@@ -25,24 +27,63 @@ type APIKey struct {
 	Revoked bool
 }
 
-// APIKeys is the entry of API users (seed 004): a key in a header of its own,
-// looked up by its public id and compared by hash in constant time. An
-// unknown, malformed, expired or revoked key gets the same 401, and the
-// time the check takes does not depend on the secret part of the key.
-type APIKeys struct {
-	header string
-	keys   map[string]*APIKey
-	now    func() time.Time
+// APIKeyStore is where the apikey entry finds keys created at run time
+// (apikey.Store has it).
+type APIKeyStore interface {
+	// Lookup returns the key with id, or an error wrapping
+	// apikey.ErrNotFound; any other error means the store cannot answer.
+	Lookup(ctx context.Context, id string) (apikey.Record, error)
 }
 
-// NewAPIKeys returns the entry for keys presented in header.
-func NewAPIKeys(header string, keys []APIKey, now func() time.Time) (*APIKeys, error) {
-	if now == nil {
-		now = time.Now
+// DefaultAPIKeyLookupTimeout bounds a store lookup when
+// APIKeysConfig.LookupTimeout is zero.
+const DefaultAPIKeyLookupTimeout = 5 * time.Second
+
+// APIKeysConfig configures the apikey entry.
+type APIKeysConfig struct {
+	// Header carries the key.
+	Header string
+	// Keys are the keys of the configuration file.
+	Keys []APIKey
+	// Store, when set, is asked on every request for a key whose id is not
+	// in Keys: nothing is cached, so a key revoked in the store is refused
+	// by the next request.
+	Store APIKeyStore
+	// LookupTimeout bounds a store lookup; zero means
+	// DefaultAPIKeyLookupTimeout.
+	LookupTimeout time.Duration
+	// Now is the clock keys expire by; nil means time.Now.
+	Now func() time.Time
+}
+
+// APIKeys is the entry of API users (seed 004): a key in a header of its own,
+// looked up by its public id (in the configuration's keys, then in the
+// store) and compared by hash in constant time. An unknown, malformed,
+// expired or revoked key gets the same 401, and the time the check takes
+// does not depend on the secret part of the key. A store that cannot answer
+// gets ErrKeyStore (502), never a 401 and never a pass.
+type APIKeys struct {
+	header  string
+	keys    map[string]*APIKey
+	store   APIKeyStore
+	timeout time.Duration
+	now     func() time.Time
+}
+
+// NewAPIKeys returns the entry.
+func NewAPIKeys(c APIKeysConfig) (*APIKeys, error) {
+	if c.Now == nil {
+		c.Now = time.Now
 	}
-	e := &APIKeys{header: http.CanonicalHeaderKey(header), keys: make(map[string]*APIKey, len(keys)), now: now}
-	for i := range keys {
-		k := keys[i]
+	if c.LookupTimeout <= 0 {
+		c.LookupTimeout = DefaultAPIKeyLookupTimeout
+	}
+	e := &APIKeys{
+		header: http.CanonicalHeaderKey(c.Header), keys: make(map[string]*APIKey, len(c.Keys)),
+		store: c.Store, timeout: c.LookupTimeout, now: c.Now,
+	}
+	for i := range c.Keys {
+		k := c.Keys[i]
 		if !apikey.ValidID(k.ID) || k.ClientID == "" {
 			return nil, fmt.Errorf("authn: API key %d: id and client id are required", i)
 		}
@@ -72,6 +113,37 @@ var errBadKey = errors.New("authn: API key refused")
 // id costs what a known one does.
 var dummySum [sha256.Size]byte
 
+// ErrKeyStore is the apikey entry's answer when its store cannot say
+// whether a key is valid: 502 key_store_error. The request is neither
+// admitted nor told that its key is bad.
+var ErrKeyStore = httperr.New(http.StatusBadGateway, "key_store_error", "Gatehouse cannot check API keys at the moment")
+
+// lookup finds the key with id in the configuration's keys, then in the
+// store; it reports false for an id neither knows.
+func (e *APIKeys) lookup(ctx context.Context, id string) (*APIKey, bool, error) {
+	if k, ok := e.keys[id]; ok {
+		return k, true, nil
+	}
+	if e.store == nil {
+		return nil, false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	r, err := e.store.Lookup(ctx, id)
+	switch {
+	case errors.Is(err, apikey.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	case r.ID != id:
+		return nil, false, fmt.Errorf("authn: the store answered the lookup of key id %s with key id %s", id, r.ID)
+	}
+	return &APIKey{
+		ID: r.ID, Sum: r.Sum, ClientID: r.ClientID, Scopes: r.Scopes,
+		Expires: r.ExpiresAt, Revoked: !r.RevokedAt.IsZero(),
+	}, true, nil
+}
+
 // Authenticate implements Entry.
 func (e *APIKeys) Authenticate(r *http.Request) (*Principal, error) {
 	vals := r.Header[e.header]
@@ -82,7 +154,10 @@ func (e *APIKeys) Authenticate(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, ErrUnauthorized.WithCause(fmt.Errorf("%w: malformed key", errBadKey))
 	}
-	k, known := e.keys[id]
+	k, known, err := e.lookup(r.Context(), id)
+	if err != nil {
+		return nil, ErrKeyStore.WithCause(fmt.Errorf("authn: looking up API key id %s: %w", id, err))
+	}
 	want := &dummySum
 	if known {
 		want = &k.Sum

@@ -24,11 +24,11 @@ func TestAPIKeysEntry(t *testing.T) {
 	key := func(k apikey.Key, client string, exp time.Time, rev bool) authn.APIKey {
 		return authn.APIKey{ID: k.ID, Sum: apikey.Sum(k.Value), ClientID: client, Scopes: []string{"read"}, Expires: exp, Revoked: rev}
 	}
-	e, err := authn.NewAPIKeys("x-api-key", []authn.APIKey{
+	e, err := authn.NewAPIKeys(authn.APIKeysConfig{Header: "x-api-key", Keys: []authn.APIKey{
 		key(valid, "job", now.Add(time.Hour), false),
 		key(expired, "old", now, false),
 		key(revoked, "leaked", time.Time{}, true),
-	}, func() time.Time { return now })
+	}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestAPIKeysEntry(t *testing.T) {
 			t.Errorf("%s: the error text holds the key", name)
 		}
 	}
-	if _, err := authn.NewAPIKeys("x", []authn.APIKey{key(valid, "a", time.Time{}, false), key(valid, "b", time.Time{}, false)}, nil); err == nil {
+	if _, err := authn.NewAPIKeys(authn.APIKeysConfig{Header: "x", Keys: []authn.APIKey{key(valid, "a", time.Time{}, false), key(valid, "b", time.Time{}, false)}}); err == nil {
 		t.Error("duplicate ids accepted")
 	}
 }

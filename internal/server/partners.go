@@ -13,13 +13,16 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/forward"
 	"github.com/gatehouse-dev/gatehouse/internal/oauthclient"
 	"github.com/gatehouse-dev/gatehouse/internal/servicetoken"
+	"github.com/gatehouse-dev/gatehouse/internal/vault/sqlstore"
 )
 
 // partners holds what API users, partners and services need, built once:
 // the API key entry, the client CAs of the mtls entry, and Gatehouse's own
 // client at the token endpoint with its exchanger and service tokens.
 type partners struct {
-	apiKeys     *authn.APIKeys
+	apiKeys *authn.APIKeys
+	// apiKeyStore holds the keys of api_keys.store; closed by Stop.
+	apiKeyStore *sqlstore.Store
 	clientCAs   *x509.CertPool
 	tokenClient *oauthclient.Client
 	exchanger   *exchange.Exchanger
@@ -43,7 +46,16 @@ func (s *Server) buildPartners() error {
 				Expires: kc.ExpiryTime(), Revoked: kc.Revoked,
 			})
 		}
-		e, err := authn.NewAPIKeys(k.Header, keys, s.opts.Now)
+		ec := authn.APIKeysConfig{Header: k.Header, Keys: keys, Now: s.opts.Now}
+		if k.Store != nil {
+			st, err := openStore("api_keys.store", *k.Store, s.opts.ConfigDir)
+			if err != nil {
+				return err
+			}
+			s.apiKeyStore = st
+			ec.Store = st.APIKeys()
+		}
+		e, err := authn.NewAPIKeys(ec)
 		if err != nil {
 			return fmt.Errorf("server: api_keys: %w", err)
 		}
@@ -174,6 +186,17 @@ func (s *Server) requestClientCerts(c *tls.Config) {
 	}
 	c.ClientAuth = tls.RequestClientCert
 	c.ClientCAs = s.clientCAs
+}
+
+// closePartners releases the API key store.
+func (s *Server) closePartners() {
+	if s.apiKeyStore == nil {
+		return
+	}
+	if err := s.apiKeyStore.Close(); err != nil {
+		s.logger.Warn("api_keys: closing the store failed", "error", err.Error())
+	}
+	s.apiKeyStore = nil
 }
 
 // dropHeaders are request headers no upstream receives.

@@ -65,7 +65,7 @@ type Server struct {
 }
 
 // New builds a Server from a validated configuration.
-func New(cfg *config.Config, opts Options) (*Server, error) {
+func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -73,6 +73,13 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{cfg: cfg, opts: opts, logger: opts.Logger}
+	defer func() {
+		// A failed build releases the databases it opened.
+		if err != nil {
+			s.stopVault()
+			s.closePartners()
+		}
+	}()
 
 	var (
 		agent   *oauthagent.Agent
@@ -290,6 +297,7 @@ func (s *Server) Stop() {
 	s.wg.Wait()
 	s.router.Close()
 	s.stopVault()
+	s.closePartners()
 }
 
 // Serve serves on ln until ctx ends, then shuts down gracefully: the listener

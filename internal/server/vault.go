@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -176,7 +177,19 @@ func (s *Server) serveVault(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-func (s *Server) openVaultStore(sc config.VaultStore) (vault.Store, error) {
+func (s *Server) openVaultStore(sc config.Store) (vault.Store, error) {
+	st, err := openStore("vault.store", sc, s.opts.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	st.Now = s.opts.Now
+	return st, nil
+}
+
+// openStore connects to the database of a store (field names it in
+// errors), migrates it and returns it. Relative SQLite paths are resolved
+// against configDir.
+func openStore(field string, sc config.Store, configDir string) (*sqlstore.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeOpenTimeout)
 	defer cancel()
 	var (
@@ -187,13 +200,26 @@ func (s *Server) openVaultStore(sc config.VaultStore) (vault.Store, error) {
 	case "postgres":
 		st, err = sqlstore.Open(ctx, sqlstore.DriverPostgres, sc.DSN.Reveal())
 	default:
-		st, err = sqlstore.Open(ctx, sqlstore.DriverSQLite, s.abs(sc.Path))
+		p := sc.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(configDir, p)
+		}
+		st, err = sqlstore.Open(ctx, sqlstore.DriverSQLite, p)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("server: vault.store: %w", err)
+		return nil, fmt.Errorf("server: %s: %w", field, err)
 	}
-	st.Now = s.opts.Now
 	return st, nil
+}
+
+// OpenAPIKeyStore opens cfg's api_keys.store for the command line (keys
+// api-key create, revoke, list); relative paths are resolved against
+// configDir, as by serve. The caller closes it.
+func OpenAPIKeyStore(cfg *config.Config, configDir string) (*sqlstore.Store, error) {
+	if cfg.APIKeys == nil || cfg.APIKeys.Store == nil {
+		return nil, errors.New("server: the configuration has no api_keys.store")
+	}
+	return openStore("api_keys.store", *cfg.APIKeys.Store, configDir)
 }
 
 // buildVaultProvider builds one third-party provider.
