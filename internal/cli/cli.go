@@ -1,5 +1,5 @@
 // Package cli implements the gatehouse command line: serve, demo, config
-// check, keys generate, keys api-key and version.
+// check, keys generate, keys api-key (create, revoke, list) and version.
 package cli
 
 import (
@@ -34,6 +34,13 @@ Usage:
   gatehouse keys api-key --client-id ID [--scopes a,b] [--expires-in 90d | --expires-at TIME]
                                          create an API key: prints the key once and the
                                          api_keys entry (with its hash) for the configuration
+  gatehouse keys api-key create --config FILE --client-id ID [--scopes a,b] [--expires-in 720h | --expires-at TIME]
+                                         create an API key in api_keys.store: prints the key
+                                         once; Gatehouse accepts it without a restart
+  gatehouse keys api-key revoke --config FILE --id ID
+                                         revoke a key of api_keys.store: refused from the next request on
+  gatehouse keys api-key list --config FILE
+                                         list the API keys (ids, clients, scopes, expiry, revocation)
   gatehouse version                      print the version
 
 Documentation: README.md and docs/configuration.md
@@ -59,10 +66,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		return configCheck(args[2:], env)
 	case "keys":
 		if len(args) >= 2 && args[1] == "api-key" {
-			return apiKey(args[2:], env)
+			return apiKey(ctx, args[2:], env)
 		}
 		if len(args) < 2 || args[1] != "generate" {
-			fmt.Fprintln(env.Stderr, "usage: gatehouse keys generate | gatehouse keys api-key --client-id ID")
+			fmt.Fprintln(env.Stderr, "usage: gatehouse keys generate | gatehouse keys api-key [create|revoke|list] ...")
 			return 2
 		}
 		k, err := seal.GenerateKey(nil)
