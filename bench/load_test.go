@@ -101,3 +101,34 @@ func TestPercentileMedian(t *testing.T) {
 		t.Errorf("median even = %v", got)
 	}
 }
+
+// TestOrder: every slice visits every target once, and over the rounds each
+// target runs right after the first one (the bare proxy) at least once.
+func TestOrder(t *testing.T) {
+	var targets []*target
+	for _, n := range []string{"bare", "a", "b", "c", "d"} {
+		targets = append(targets, &target{name: n})
+	}
+	afterBare := map[string]bool{}
+	for round := range 5 {
+		for i := range 3 {
+			o := order(targets, round, i)
+			seen := map[string]bool{}
+			for k, tg := range o {
+				seen[tg.name] = true
+				if tg.name == "bare" && k+1 < len(o) {
+					afterBare[o[k+1].name] = true
+				}
+			}
+			if len(seen) != len(targets) {
+				t.Fatalf("round %d slice %d: order %v misses targets", round, i, o)
+			}
+		}
+	}
+	if len(afterBare) != len(targets)-1 {
+		t.Fatalf("targets run right after bare: %v, want all four", afterBare)
+	}
+	if o := order(targets[:2], 1, 0); len(o) != 2 || o[0] == o[1] {
+		t.Fatalf("two targets: %v", o)
+	}
+}

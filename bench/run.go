@@ -171,18 +171,48 @@ func (e *env) measureClosed(t *target, conns int, d time.Duration) (*runResult, 
 // pause lets the machine settle between runs (sockets in TIME_WAIT, GC).
 const pause = 100 * time.Millisecond
 
+// order returns the targets in the order of slice i of round n: a cyclic
+// walk with a step that changes from round to round (among the steps that
+// visit every target), starting one further at each slice. Over the rounds
+// each target runs first, last and right after each other target: a
+// process that was idle during the previous slices (the bare proxy, or
+// Gatehouse after the bare proxy's slice) pays for waking up, and that
+// cost must not always fall on the same route.
+func order(targets []*target, n, i int) []*target {
+	var steps []int
+	for s := 1; s < len(targets); s++ {
+		if gcd(s, len(targets)) == 1 {
+			steps = append(steps, s)
+		}
+	}
+	step := 1
+	if len(steps) > 0 {
+		step = steps[n%len(steps)]
+	}
+	out := make([]*target, len(targets))
+	for k := range targets {
+		out[k] = targets[(n+i+k*step)%len(targets)]
+	}
+	return out
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
 // phase runs gen against every target for d in total, in slices of at most
-// sliceLen that alternate between the targets (the order rotating from
-// slice to slice), so that a change in the machine's background load
-// falls on every target alike.
-func (e *env) phase(first int, targets []*target, d, sliceLen time.Duration,
+// sliceLen that alternate between the targets (see order), so that a change
+// in the machine's background load falls on every target alike.
+func (e *env) phase(round int, targets []*target, d, sliceLen time.Duration,
 	gen func(t *target, d time.Duration, before func()) (load, error)) (map[string]*runResult, error) {
 	n := max(1, int((d+sliceLen-1)/sliceLen))
 	each := d / time.Duration(n)
 	parts := map[string][]part{}
 	for i := range n {
-		for k := range targets {
-			t := targets[(first+i+k)%len(targets)]
+		for _, t := range order(targets, round, i) {
 			time.Sleep(pause)
 			p, err := e.slice(t, func(before func()) (load, error) { return gen(t, each, before) })
 			if err != nil {
@@ -202,8 +232,8 @@ func (e *env) phase(first int, targets []*target, d, sliceLen time.Duration,
 // the fraction of this round's bare-proxy rate.
 func (e *env) round(n int, targets []*target, s settings) (round, error) {
 	rd := round{Round: n + 1}
-	for k := range targets {
-		rd.Order = append(rd.Order, targets[(n+k)%len(targets)].name)
+	for _, t := range order(targets, n, 0) {
+		rd.Order = append(rd.Order, t.name)
 	}
 	fmt.Printf("round %d/%d (first slice: %v)\n", n+1, s.Rounds, rd.Order)
 	var err error
