@@ -5,17 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsonclaims"
 )
 
-// maxNumericDate is 9999-12-31T23:59:59Z; later dates are refused.
-const maxNumericDate = 253402300799
 
 // parseJSONResponse reads an RFC 7662 JSON response.
 func parseJSONResponse(body []byte, issuer string) (*Result, error) {
@@ -63,35 +62,14 @@ func fill(obj map[string]any, issuer string) (*Result, error) {
 	res := &Result{Active: true, Claims: obj}
 	var err error
 	str := func(name string, dst *string) {
-		if err != nil {
-			return
+		if err == nil {
+			*dst, err = jsonclaims.String(obj, name)
 		}
-		v, ok := obj[name]
-		if !ok {
-			return
-		}
-		s, ok := v.(string)
-		if !ok {
-			err = fmt.Errorf("%s is not a string", name)
-			return
-		}
-		*dst = s
 	}
 	date := func(name string, dst *time.Time) {
-		if err != nil {
-			return
+		if err == nil {
+			*dst, err = jsonclaims.NumericDate(obj, name)
 		}
-		v, ok := obj[name]
-		if !ok {
-			return
-		}
-		f, ok := v.(float64)
-		if !ok || math.IsNaN(f) || f < 0 || f > maxNumericDate {
-			err = fmt.Errorf("%s is not a valid NumericDate", name)
-			return
-		}
-		sec, frac := math.Modf(f)
-		*dst = time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	}
 	str("iss", &res.Issuer)
 	str("sub", &res.Subject)
@@ -106,56 +84,14 @@ func fill(obj map[string]any, issuer string) (*Result, error) {
 	if _, ok := obj["iss"]; !ok {
 		res.Issuer = issuer
 	}
-	if res.Scope, err = joined("scope", obj["scope"]); err != nil {
+	// Some servers send scope as an array.
+	if res.Scope, err = jsonclaims.Joined(obj, "scope"); err != nil {
 		return nil, err
 	}
-	if res.Audience, err = audience(obj["aud"]); err != nil {
+	if res.Audience, err = jsonclaims.Strings(obj, "aud"); err != nil {
 		return nil, err
 	}
 	return res, nil
-}
-
-// joined reads a string, or an array of strings joined by spaces (some
-// servers send scope as an array).
-func joined(name string, v any) (string, error) {
-	switch v := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return v, nil
-	case []any:
-		parts := make([]string, len(v))
-		for n, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return "", fmt.Errorf("%s has a non-string member", name)
-			}
-			parts[n] = s
-		}
-		return strings.Join(parts, " "), nil
-	}
-	return "", fmt.Errorf("%s is neither a string nor an array", name)
-}
-
-// audience reads aud: a string or an array of strings.
-func audience(v any) ([]string, error) {
-	switch v := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		return []string{v}, nil
-	case []any:
-		out := make([]string, len(v))
-		for n, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, errors.New("aud has a non-string member")
-			}
-			out[n] = s
-		}
-		return out, nil
-	}
-	return nil, errors.New("aud is neither a string nor an array")
 }
 
 // jwtAlgorithms are the algorithms a FormatJWT body may name. Gatehouse does

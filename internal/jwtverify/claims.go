@@ -3,10 +3,10 @@ package jwtverify
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/jsonclaims"
 )
 
 // Claims are the verified claims of a token.
@@ -25,9 +25,6 @@ type Claims struct {
 	Raw map[string]any
 }
 
-// maxNumericDate is 9999-12-31T23:59:59Z; later dates are refused.
-const maxNumericDate = 253402300799
-
 // parseClaims decodes the payload and checks the JSON types of the
 // registered claims Gatehouse reads.
 func parseClaims(payload []byte) (*Claims, error) {
@@ -38,35 +35,18 @@ func parseClaims(payload []byte) (*Claims, error) {
 	c := &Claims{Raw: raw}
 	var err error
 	str := func(name string, dst *string, sentinel error) {
-		if err != nil {
-			return
+		if err == nil {
+			if *dst, err = jsonclaims.String(raw, name); err != nil {
+				err = fmt.Errorf("%w: %w", sentinel, err)
+			}
 		}
-		v, ok := raw[name]
-		if !ok {
-			return
-		}
-		s, ok := v.(string)
-		if !ok {
-			err = fmt.Errorf("%w: %s is not a string", sentinel, name)
-			return
-		}
-		*dst = s
 	}
 	date := func(name string, dst *time.Time) {
-		if err != nil {
-			return
+		if err == nil {
+			if *dst, err = jsonclaims.NumericDate(raw, name); err != nil {
+				err = fmt.Errorf("%w: %w", ErrClaims, err)
+			}
 		}
-		v, ok := raw[name]
-		if !ok {
-			return
-		}
-		f, ok := v.(float64)
-		if !ok || math.IsNaN(f) || f < 0 || f > maxNumericDate {
-			err = fmt.Errorf("%w: %s is not a valid NumericDate", ErrClaims, name)
-			return
-		}
-		sec, frac := math.Modf(f)
-		*dst = time.Unix(int64(sec), int64(frac*1e9)).UTC()
 	}
 	str("iss", &c.Issuer, ErrIssuer)
 	str("sub", &c.Subject, ErrClaims)
@@ -84,60 +64,15 @@ func parseClaims(payload []byte) (*Claims, error) {
 	if c.ClientID == "" {
 		c.ClientID = c.AuthorizedParty
 	}
-	if c.Audience, err = audience(raw["aud"]); err != nil {
-		return nil, err
+	if c.Audience, err = jsonclaims.Strings(raw, "aud"); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAudience, err)
 	}
 	if _, ok := raw["scope"]; !ok {
-		if c.Scope, err = scp(raw["scp"]); err != nil {
-			return nil, err
+		if c.Scope, err = jsonclaims.Joined(raw, "scp"); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrClaims, err)
 		}
 	}
 	return c, nil
-}
-
-// audience reads aud: a string or an array of strings.
-func audience(v any) ([]string, error) {
-	switch v := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		return []string{v}, nil
-	case []any:
-		out := make([]string, len(v))
-		for i, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("%w: aud has a non-string member", ErrAudience)
-			}
-			out[i] = s
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("%w: aud is neither a string nor an array", ErrAudience)
-}
-
-// scp reads scp: an array of strings (joined by spaces) or a string.
-func scp(v any) (string, error) {
-	switch v := v.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return v, nil
-	case []any:
-		var b strings.Builder
-		for i, e := range v {
-			s, ok := e.(string)
-			if !ok {
-				return "", fmt.Errorf("%w: scp has a non-string member", ErrClaims)
-			}
-			if i > 0 {
-				b.WriteByte(' ')
-			}
-			b.WriteString(s)
-		}
-		return b.String(), nil
-	}
-	return "", fmt.Errorf("%w: scp is neither a string nor an array", ErrClaims)
 }
 
 // checkClaims applies the issuer, audience and time rules, then the
