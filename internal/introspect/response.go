@@ -15,7 +15,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/jsonclaims"
 )
 
-
 // parseJSONResponse reads an RFC 7662 JSON response.
 func parseJSONResponse(body []byte, issuer string) (*Result, error) {
 	obj, err := jsonObject(body)
