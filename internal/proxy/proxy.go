@@ -86,7 +86,10 @@ type route struct {
 	cookie    bool // the route accepts the cookie entry: browser rules apply
 	rp        *httputil.ReverseProxy
 	transport *http.Transport
-	opts      *Options
+	// scrubExtra are the headers removed besides ScrubRequest's own: the
+	// CSRF header and Options.DropHeaders (computed once).
+	scrubExtra []string
+	opts       *Options
 }
 
 // DefaultMethods are offered in CORS preflights of routes without a method list.
@@ -120,6 +123,10 @@ func NewRouter(routes []Route, opts Options) (*Router, error) {
 		}
 		if x.cookie && (opts.Cookies == nil || opts.Origins == nil) {
 			return nil, fmt.Errorf("proxy: route %s: the cookie entry needs the agent's cookies and origins", r.Name)
+		}
+		x.scrubExtra = append([]string(nil), opts.DropHeaders...)
+		if opts.Cookies != nil {
+			x.scrubExtra = append(x.scrubExtra, opts.Cookies.CSRFHeader())
 		}
 		x.transport = newTransport(r.Timeout, r.TLS)
 		x.rp = &httputil.ReverseProxy{
@@ -302,21 +309,7 @@ func (x *route) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(x.Upstream)
 
 	h := out.Header
-	h.Del("Cookie")
-	h.Del("Authorization")
-	h.Del("Forwarded")
-	h.Del("X-Real-Ip")
-	for k := range h {
-		if strings.HasPrefix(k, "X-Forwarded-") {
-			delete(h, k)
-		}
-	}
-	if x.opts.Cookies != nil {
-		h.Del(x.opts.Cookies.CSRFHeader())
-	}
-	for _, d := range x.opts.DropHeaders {
-		h.Del(d)
-	}
+	ScrubRequest(h, x.scrubExtra...)
 	x.forwardedHeaders(in, h)
 	if cred, _ := in.Context().Value(credentialKey{}).(string); cred != "" {
 		h.Set("Authorization", "Bearer "+cred)

@@ -97,6 +97,7 @@ func (s *Server) buildVault(vc *config.Vault, cookies *sessioncookie.Codec, orig
 		CookiePrefix:    s.cfg.OAuthAgent.Cookie.NamePrefix,
 		InsecureCookies: s.cfg.OAuthAgent.Cookie.InsecureHTTPCookies,
 		DefaultIssuer:   s.provider.Issuer(),
+		DropHeaders:     s.dropHeaders(),
 		ReturnURL:       vc.ReturnURL,
 		APIs:            apis,
 		Logger:          s.logger,

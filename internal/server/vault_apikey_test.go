@@ -36,6 +36,27 @@ func TestVaultJobsWithAPIKeys(t *testing.T) {
 	if status, body := tokenAs(syncKey.key.Value, nil); status != 200 || !strings.Contains(body, `"access_token"`) {
 		t.Fatalf("an entitled job with its API key: %d %s", status, body)
 	}
+
+	// The job's API key stays at Gatehouse: the provider's API receives the
+	// user's provider token and nothing of the job's own credential (also
+	// not under an underscore spelling of the header name).
+	t.Run("the API key never reaches the provider", func(t *testing.T) {
+		resp, b := v.jobCall(e, "GET", "/vault/proxy/tp/user/repos", "", nil, map[string]string{
+			"X-Job-Key": syncKey.key.Value, "Gatehouse-User-Subject": userID,
+			"X_Forwarded_For": "203.0.113.9", "X-Forwarded-Host": "evil.example",
+		})
+		if resp.StatusCode != 200 {
+			t.Fatalf("job proxy with an API key: %d %s", resp.StatusCode, b)
+		}
+		got, _ := v.vtAPI.last(t)
+		for name, vals := range got.Header {
+			for _, val := range vals {
+				if strings.Contains(val, syncKey.key.Value) || strings.Contains(val, "203.0.113.9") || strings.Contains(val, "evil.example") {
+					t.Errorf("the provider received %s: %q", name, val)
+				}
+			}
+		}
+	})
 	for _, tc := range []struct {
 		name   string
 		key    string

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/httperr"
 	"github.com/gatehouse-dev/gatehouse/internal/origin"
+	"github.com/gatehouse-dev/gatehouse/internal/proxy"
 	"github.com/gatehouse-dev/gatehouse/internal/vault"
 )
 
@@ -182,14 +183,7 @@ func (p *apiProxy) rewrite(pr *httputil.ProxyRequest) {
 	out.URL = c.target
 	out.Host = ""
 	h := out.Header
-	for _, k := range []string{"Cookie", "Authorization", "Origin", "Referer", "Forwarded", "X-Real-Ip", p.h.csrfH, HeaderUserSubject, HeaderUserIssuer} {
-		h.Del(k)
-	}
-	for k := range h {
-		if strings.HasPrefix(k, "X-Forwarded-") {
-			delete(h, k)
-		}
-	}
+	proxy.ScrubRequest(h, p.h.scrubExtra...)
 	h.Set("Authorization", "Bearer "+c.token)
 }
 

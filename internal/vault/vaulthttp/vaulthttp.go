@@ -86,7 +86,11 @@ type Config struct {
 	InsecureCookies bool
 	// Jobs authenticate backend jobs: the bearer entry with a JWT check for
 	// the vault's audience, and/or the apikey entry. Empty when no job is configured.
-	Jobs        []authn.Entry
+	Jobs []authn.Entry
+	// DropHeaders are request headers that never reach a provider, besides
+	// the cookies, Authorization, CSRF and forwarding headers every proxy of
+	// Gatehouse removes: the API key header, for example.
+	DropHeaders []string
 	Entitlement []Job
 	// DefaultIssuer is the user issuer when a verified token or a job's
 	// request does not name one (the authorization server's issuer).
@@ -103,6 +107,9 @@ type Handler struct {
 	jobs    map[string]*Job
 	proxies map[string]*apiProxy
 	csrfH   string
+	// scrubExtra are the headers the provider proxies remove besides
+	// proxy.ScrubRequest's own.
+	scrubExtra []string
 }
 
 // New builds the handlers and one reverse proxy per provider API.
@@ -117,6 +124,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg, jobs: map[string]*Job{}, proxies: map[string]*apiProxy{}, csrfH: "x-" + cfg.CookiePrefix + "-csrf"}
+	h.scrubExtra = append([]string{"Origin", "Referer", h.csrfH, HeaderUserSubject, HeaderUserIssuer}, cfg.DropHeaders...)
 	for i := range cfg.Entitlement {
 		j := &cfg.Entitlement[i]
 		h.jobs[j.ClientID] = j
