@@ -369,12 +369,14 @@ func (a *Agent) loginEnd(w http.ResponseWriter, r *http.Request) error {
 	}
 	var q url.Values
 	if body.PageURL != "" {
+		// The causes are fixed texts: url's errors quote the URL, and the
+		// page URL holds the authorization code and state (invariant 1).
 		u, err := url.Parse(body.PageURL)
 		if err != nil {
-			return errBadPageURL.WithCause(err)
+			return errBadPageURL.WithCause(errors.New("pageUrl is not a URL"))
 		}
 		if q, err = url.ParseQuery(u.RawQuery); err != nil {
-			return errBadPageURL.WithCause(err)
+			return errBadPageURL.WithCause(errors.New("the query of pageUrl is malformed"))
 		}
 	}
 	has := func(k string) bool { return len(q[k]) > 0 && q[k][0] != "" }
