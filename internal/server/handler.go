@@ -88,7 +88,9 @@ func checkPath(p, escaped string) error {
 		}
 	}
 	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
+		// A path parameter does not hide a dot segment: servlet containers
+		// read /api/..;x/admin as /admin.
+		if seg, _, _ = strings.Cut(seg, ";"); seg == "." || seg == ".." {
 			return fmt.Errorf("path contains a dot segment")
 		}
 	}

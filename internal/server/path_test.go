@@ -9,7 +9,7 @@ import (
 
 func TestCheckPath(t *testing.T) {
 	good := []string{"/", "/api", "/api/orders/42", "/api/a.b/c..d", "/oauth-agent/login/start", "/api/%20x"}
-	bad := []string{"", "api", "/api/../x", "/api/./x", "/..", "/api/..", "//api", "/api//x", "/api/%2e%2e/x", "/api/%2E%2E", "/api%2fx", "/api%2Fx", "/api%5cx", "/api\\x", "/api/\x00", "/api/%00"}
+	bad := []string{"", "api", "/api/../x", "/api/./x", "/..", "/api/..", "//api", "/api//x", "/api/%2e%2e/x", "/api/%2E%2E", "/api%2fx", "/api%2Fx", "/api%5cx", "/api\\x", "/api/\x00", "/api/%00", "/api/..;/admin", "/api/..;x/admin", "/api/..%3b/admin", "/api/.;/x", "/api/..%3B"}
 	for _, raw := range good {
 		if err := checkRaw(raw); err != nil {
 			t.Errorf("checkPath refused %q: %v", raw, err)

@@ -95,7 +95,7 @@ func (p *apiProxy) targetURL(rest, rawQuery string) (*url.URL, error) {
 	}
 	if plain != "" && plain != "/" {
 		for seg := range strings.SplitSeq(strings.TrimSuffix(plain[1:], "/"), "/") {
-			if seg == "" || seg == "." || seg == ".." {
+			if dot, _, _ := strings.Cut(seg, ";"); seg == "" || dot == "." || dot == ".." {
 				return nil, errors.New("vaulthttp: proxy path contains an empty or dot segment")
 			}
 		}

@@ -40,7 +40,7 @@ func TestTargetURL(t *testing.T) {
 		}
 	}
 	for _, rest := range []string{
-		"/..", "/../admin", "/a/../../admin", "/%2e%2e/admin", "/%2E%2e", "/a/%2e%2e/%2e%2e/x", "/./a", "/a/.",
+		"/..", "/../admin", "/a/../../admin", "/..;/admin", "/a/..%3b/..%3b/admin", "/%2e%2e/admin", "/%2E%2e", "/a/%2e%2e/%2e%2e/x", "/./a", "/a/.",
 		"/a%2fb", "/a%2F..%2F..%2Fadmin", "/a%5c..", "/a\\b", "//evil.example/x", "/a//b", "/a%00b", "/a%0d%0aHost:x",
 		"noslash", "/%zz",
 	} {
