@@ -360,7 +360,6 @@ func (v *validator) validateAgent(a *OAuthAgent, public *url.URL) {
 	if !slices.Contains(strings.Fields(a.Scope), "openid") {
 		v.fail(pre+"scope", "must include openid (the agent verifies ID tokens), got %q", a.Scope)
 	}
-	cors := a.CORSEnabled()
 	if len(a.TrustedWebOrigins) == 0 {
 		v.fail(pre+"trusted_web_origins", "at least one origin is required (the origin of the SPA)")
 	}
@@ -402,7 +401,6 @@ func (v *validator) validateAgent(a *OAuthAgent, public *url.URL) {
 	if w := a.ReuseWindow(); w < 0 || w > 5*time.Minute {
 		v.fail(pre+"refresh_reuse_window", "must be between 0s and 5m")
 	}
-	_ = cors
 	v.validateCookie(a, public)
 }
 

@@ -43,7 +43,7 @@ func (s *Server) compose(agent *oauthagent.Agent) http.Handler {
 			s.router.ServeHTTP(w, r)
 		}
 	})
-	return s.recoverer(s.accessLog(canonicalPath(dispatch, s)))
+	return s.accessLog(s.recoverer(canonicalPath(dispatch, s)))
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +163,8 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 }
 
 // recoverer turns a panic into a 500 and a log line with the stack (never the
-// panic value, which could hold request data). http.ErrAbortHandler passes
+// panic value, which could hold request data). It runs inside the access log,
+// so a request that panicked still gets its access-log line. http.ErrAbortHandler passes
 // through: it aborts a response deliberately.
 func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -176,6 +177,10 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				panic(v)
 			}
 			s.logger.Error("panic while serving a request", "path", r.URL.Path, "panic_type", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
+			// Once the response has started there is nothing left to answer.
+			if sw, ok := w.(*statusWriter); ok && sw.status != 0 {
+				return
+			}
 			httperr.Write(w, r, nil, fmt.Errorf("panic"))
 		}()
 		next.ServeHTTP(w, r)

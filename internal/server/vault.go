@@ -139,7 +139,7 @@ func (s *Server) buildVault(vc *config.Vault, cookies *sessioncookie.Codec, orig
 				httperr.Write(w, r, telemetry.Logger(r.Context(), s.logger), httperr.ErrNotFound)
 			}
 		})
-		vs.handler = s.recoverer(s.accessLog(canonicalPath(jobs, s)))
+		vs.handler = s.accessLog(s.recoverer(canonicalPath(jobs, s)))
 	}
 	return vs, nil
 }

@@ -101,8 +101,17 @@ func (c *Codec) CSRFHeader() string { return c.csrfH }
 // Owns reports whether name is in Gatehouse's cookie namespace: it starts
 // with "<prefix>-" (ASCII case-insensitive, as some servers treat names).
 func (c *Codec) Owns(name string) bool {
-	p := c.cfg.Prefix + "-"
-	return len(name) >= len(p) && strings.EqualFold(name[:len(p)], p)
+	if hasFoldPrefix(name, c.cfg.Prefix+"-") {
+		return true
+	}
+	// With a __Host- prefix, cookies that cannot live on Path=/ (the
+	// vault's binding cookie) are named __Secure-<rest>-...: Gatehouse's too.
+	rest, ok := strings.CutPrefix(c.cfg.Prefix, "__Host-")
+	return ok && hasFoldPrefix(name, "__Secure-"+rest+"-")
+}
+
+func hasFoldPrefix(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // Raw returns the sealed value of cookie k: ErrMissing when absent,

@@ -59,3 +59,31 @@ func FuzzLookup(f *testing.F) {
 		}
 	})
 }
+
+// An upstream must not be able to set any of Gatehouse's cookies, including
+// the __Secure- named vault binding cookie of a __Host- prefix.
+func TestOwns(t *testing.T) {
+	plain := New(Config{Prefix: "example", Path: "/", BasePath: "/oauth-agent"})
+	host := New(Config{Prefix: "__Host-example", Path: "/", BasePath: "/oauth-agent"})
+	tests := []struct {
+		c    *Codec
+		name string
+		want bool
+	}{
+		{plain, "example-at", true},
+		{plain, "EXAMPLE-CSRF", true},
+		{plain, "example-vault", true},
+		{plain, "examplex", false},
+		{plain, "theme", false},
+		{host, "__Host-example-at", true},
+		{host, "__Secure-example-vault", true},
+		{host, "__secure-EXAMPLE-vault", true},
+		{host, "example-at", false},
+		{host, "__Secure-other-vault", false},
+	}
+	for _, tc := range tests {
+		if got := tc.c.Owns(tc.name); got != tc.want {
+			t.Errorf("Owns(%q) with prefix %q = %v", tc.name, tc.c.cfg.Prefix, got)
+		}
+	}
+}

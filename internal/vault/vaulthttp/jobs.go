@@ -55,7 +55,7 @@ type audit struct {
 	reason   string
 }
 
-func (a *audit) log(log *slog.Logger, status int) {
+func (a *audit) log(log *slog.Logger, status int, now time.Time) {
 	log.Info("vault: job call",
 		slog.String("audit", "vault_job"),
 		slog.String("endpoint", a.endpoint),
@@ -69,7 +69,7 @@ func (a *audit) log(log *slog.Logger, status int) {
 		slog.String("decision", a.decision),
 		slog.String("reason", a.reason),
 		slog.Int("status", status),
-		slog.Float64("duration_ms", float64(time.Since(a.start).Microseconds())/1000),
+		slog.Float64("duration_ms", float64(now.Sub(a.start).Microseconds())/1000),
 	)
 }
 
@@ -142,14 +142,14 @@ func (h *Handler) authorizeJob(r *http.Request, a *audit) error {
 }
 
 func (h *Handler) newAudit(r *http.Request, endpoint, provider string) *audit {
-	return &audit{start: time.Now(), endpoint: endpoint, provider: provider, method: r.Method, decision: "allowed"}
+	return &audit{start: h.cfg.Now(), endpoint: endpoint, provider: provider, method: r.Method, decision: "allowed"}
 }
 
 // jobToken answers POST /vault/token.
 func (h *Handler) jobToken(w http.ResponseWriter, r *http.Request) {
 	a := h.newAudit(r, "token", "")
 	rec := &statusRecorder{ResponseWriter: w}
-	defer func() { a.log(h.logger(r), rec.status) }()
+	defer func() { a.log(h.logger(r), rec.status, h.cfg.Now()) }()
 	if r.Method != http.MethodPost {
 		a.decision, a.reason = "denied", "method"
 		w.Header().Set("Allow", http.MethodPost)
@@ -213,7 +213,7 @@ func (h *Handler) jobProxy(w http.ResponseWriter, r *http.Request, name, rest st
 	a := h.newAudit(r, "proxy", name)
 	a.path = rest
 	rec := &statusRecorder{ResponseWriter: w}
-	defer func() { a.log(h.logger(r), rec.status) }()
+	defer func() { a.log(h.logger(r), rec.status, h.cfg.Now()) }()
 	subj, iss := r.Header.Values(HeaderUserSubject), r.Header.Values(HeaderUserIssuer)
 	if len(subj) == 1 {
 		a.user.Subject = subj[0]
