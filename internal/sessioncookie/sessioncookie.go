@@ -114,15 +114,48 @@ func hasFoldPrefix(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
+// found is what one scan of the Cookie headers saw of one cookie name.
+type found struct {
+	value string // the last value seen
+	count int
+}
+
+// scan reads the Cookie headers once and returns, for each of the codec's
+// names, the last value and how often it occurs (the semantics of Lookup,
+// for all names in one pass). It does not allocate.
+func (c *Codec) scan(r *http.Request) [numKinds]found {
+	var f [numKinds]found
+	for _, h := range r.Header["Cookie"] {
+		for len(h) > 0 {
+			var part string
+			part, h, _ = strings.Cut(h, ";")
+			n, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok {
+				continue
+			}
+			for k := range numKinds {
+				if n == c.names[k] {
+					f[k].count++
+					f[k].value = strings.Trim(v, `"`)
+				}
+			}
+		}
+	}
+	return f
+}
+
 // Raw returns the sealed value of cookie k: ErrMissing when absent,
 // ErrDuplicate when the request carries it more than once.
 func (c *Codec) Raw(r *http.Request, k Kind) (string, error) {
-	v, n := Lookup(r.Header["Cookie"], c.names[k])
-	switch n {
+	return raw(c.scan(r)[k])
+}
+
+func raw(f found) (string, error) {
+	switch f.count {
 	case 0:
 		return "", ErrMissing
 	case 1:
-		return v, nil
+		return f.value, nil
 	}
 	return "", ErrDuplicate
 }
@@ -131,7 +164,8 @@ func (c *Codec) Raw(r *http.Request, k Kind) (string, error) {
 // returns ErrMisplaced when another of the codec's cookies in r holds the
 // same sealed value.
 func (c *Codec) Get(r *http.Request, k Kind) (string, error) {
-	v, err := c.Raw(r, k)
+	all := c.scan(r)
+	v, err := raw(all[k])
 	if err != nil {
 		return "", err
 	}
@@ -139,10 +173,8 @@ func (c *Codec) Get(r *http.Request, k Kind) (string, error) {
 		return "", ErrMissing
 	}
 	for j := range numKinds {
-		if j != k {
-			if other, n := Lookup(r.Header["Cookie"], c.names[j]); n > 0 && other == v {
-				return "", fmt.Errorf("%w: %s holds the value of %s", ErrMisplaced, c.names[k], c.names[j])
-			}
+		if j != k && all[j].count > 0 && all[j].value == v {
+			return "", fmt.Errorf("%w: %s holds the value of %s", ErrMisplaced, c.names[k], c.names[j])
 		}
 	}
 	p, err := c.cfg.Ring.OpenString(v)
@@ -155,8 +187,8 @@ func (c *Codec) Get(r *http.Request, k Kind) (string, error) {
 // Duplicates reports whether the request carries any of the codec's cookie
 // names more than once.
 func (c *Codec) Duplicates(r *http.Request) bool {
-	for _, n := range c.names {
-		if _, count := Lookup(r.Header["Cookie"], n); count > 1 {
+	for _, f := range c.scan(r) {
+		if f.count > 1 {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package sessioncookie
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -85,5 +86,27 @@ func TestOwns(t *testing.T) {
 		if got := tc.c.Owns(tc.name); got != tc.want {
 			t.Errorf("Owns(%q) with prefix %q = %v", tc.name, tc.c.cfg.Prefix, got)
 		}
+	}
+}
+
+// The codec reads all its names in one pass of the Cookie headers, with the
+// semantics of Lookup, and without allocating.
+func TestScanMatchesLookup(t *testing.T) {
+	c := New(Config{Prefix: "example", Path: "/", BasePath: "/oauth-agent"})
+	r := &http.Request{Header: http.Header{"Cookie": {
+		`a=1; example-at="v1"; example-csrf=c`, "example-at=v2; example-id=; xexample-auth=z; example-login",
+	}}}
+	f := c.scan(r)
+	for k := range numKinds {
+		v, n := Lookup(r.Header["Cookie"], c.names[k])
+		if f[k].value != v || f[k].count != n {
+			t.Errorf("%s: scan %+v, Lookup %q %d", c.names[k], f[k], v, n)
+		}
+	}
+	if !c.Duplicates(r) {
+		t.Error("the duplicated -at cookie was not seen")
+	}
+	if n := testing.AllocsPerRun(100, func() { c.scan(r) }); n != 0 {
+		t.Errorf("scan allocates %v times", n)
 	}
 }
