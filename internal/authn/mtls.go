@@ -108,7 +108,6 @@ func (m *MTLS) Authenticate(r *http.Request) (*Principal, error) {
 	if client == nil && (m.Bound == nil || len(m.Clients) > 0) {
 		return nil, ErrUnauthorized.WithCause(fmt.Errorf("%w: the certificate of %q maps to no configured client", errCertificate, leaf.Subject.CommonName))
 	}
-	thumb := Thumbprint(leaf)
 	if m.Bound != nil {
 		return m.boundToken(r)
 	}
@@ -117,7 +116,7 @@ func (m *MTLS) Authenticate(r *http.Request) (*Principal, error) {
 		ClientID:  client.ClientID,
 		Scopes:    slices.Clone(client.Scopes),
 		Expiry:    leaf.NotAfter,
-		TokenHash: "x5t#S256:" + thumb,
+		TokenHash: "x5t#S256:" + Thumbprint(leaf),
 		Method:    "mtls",
 		Checked:   true,
 	}, nil

@@ -107,6 +107,8 @@ type Handler struct {
 	jobs    map[string]*Job
 	proxies map[string]*apiProxy
 	csrfH   string
+	// returnURL is cfg.ReturnURL, parsed once.
+	returnURL *url.URL
 	// scrubExtra are the headers the provider proxies remove besides
 	// proxy.ScrubRequest's own.
 	scrubExtra []string
@@ -124,6 +126,11 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg, jobs: map[string]*Job{}, proxies: map[string]*apiProxy{}, csrfH: "x-" + cfg.CookiePrefix + "-csrf"}
+	ret, err := url.Parse(cfg.ReturnURL)
+	if err != nil || !ret.IsAbs() {
+		return nil, fmt.Errorf("vaulthttp: return URL %q is not an absolute URL", cfg.ReturnURL)
+	}
+	h.returnURL = ret
 	h.scrubExtra = append([]string{"Origin", "Referer", h.csrfH, HeaderUserSubject, HeaderUserIssuer}, cfg.DropHeaders...)
 	for i := range cfg.Entitlement {
 		j := &cfg.Entitlement[i]
@@ -196,7 +203,8 @@ func setSecurityHeaders(h http.Header) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		panic(err) // only Gatehouse's own types are written
+		// Only Gatehouse's own types are written; say so rather than crash.
+		status, body = http.StatusInternalServerError, []byte(`{"code":"server_error","message":"A technical problem occurred in Gatehouse"}`)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
@@ -375,7 +383,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		log.Info("vault: connect callback did not connect", "provider", name, "result", string(result), "cause", err.Error())
 	}
-	target, _ := url.Parse(h.cfg.ReturnURL)
+	target := *h.returnURL // a copy: the query is the request's own
 	q := target.Query()
 	q.Set("connection", name)
 	q.Set("result", string(result))
