@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/apikey"
+	"github.com/gatehouse-dev/gatehouse/internal/sessioncookie"
 )
 
 // Validation of what partners, API users and services use: API keys, client
@@ -35,7 +36,7 @@ func (v *validator) validateAPIKeys(k *APIKeys, agent *OAuthAgent) {
 	case !isToken(k.Header):
 		v.fail(pre+"header", "%q is not a valid header name", k.Header)
 	case slices.Contains(reservedKeyHeaders, canon) || strings.HasPrefix(canon, "X-Forwarded-") ||
-		(agent != nil && strings.EqualFold(k.Header, "x-"+agent.Cookie.NamePrefix+"-csrf")):
+		(agent != nil && strings.EqualFold(k.Header, sessioncookie.CSRFHeaderName(agent.Cookie.NamePrefix))):
 		v.fail(pre+"header", "%q is a header Gatehouse reads or rewrites itself; use a header of its own such as X-API-Key", k.Header)
 	}
 	if k.Store != nil {

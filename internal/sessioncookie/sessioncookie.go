@@ -72,7 +72,7 @@ type Codec struct {
 
 // New returns a Codec for cfg.
 func New(cfg Config) *Codec {
-	c := &Codec{cfg: cfg, csrfH: "x-" + cfg.Prefix + "-csrf"}
+	c := &Codec{cfg: cfg, csrfH: CSRFHeaderName(cfg.Prefix)}
 	for k := range numKinds {
 		c.names[k] = cfg.Prefix + suffixes[k]
 		c.paths[k] = cfg.Path
@@ -94,6 +94,10 @@ func (c *Codec) Name(k Kind) string { return c.names[k] }
 
 // Path returns the cookie path of k.
 func (c *Codec) Path(k Kind) string { return c.paths[k] }
+
+// CSRFHeaderName is the CSRF request header of cookie name prefix prefix,
+// x-<prefix>-csrf (Curity's name).
+func CSRFHeaderName(prefix string) string { return "x-" + prefix + "-csrf" }
 
 // CSRFHeader returns the name of the CSRF request header, x-<prefix>-csrf.
 func (c *Codec) CSRFHeader() string { return c.csrfH }

@@ -125,7 +125,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, jobs: map[string]*Job{}, proxies: map[string]*apiProxy{}, csrfH: "x-" + cfg.CookiePrefix + "-csrf"}
+	h := &Handler{cfg: cfg, jobs: map[string]*Job{}, proxies: map[string]*apiProxy{}, csrfH: sessioncookie.CSRFHeaderName(cfg.CookiePrefix)}
 	ret, err := url.Parse(cfg.ReturnURL)
 	if err != nil || !ret.IsAbs() {
 		return nil, fmt.Errorf("vaulthttp: return URL %q is not an absolute URL", cfg.ReturnURL)
